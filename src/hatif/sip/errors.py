@@ -1,0 +1,22 @@
+"""Errors of the SIP core."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .message import Message
+
+
+class ParseError(ValueError):
+    """A SIP message, header or URI that does not follow RFC 3261.
+
+    The text names what is wrong, and is fit for the reason phrase of a `400` (RFC 3261 §21.4.1).
+    `partial` holds what could be parsed of the message (its start line and headers), so that the
+    transport can still answer a request it could not accept.
+    """
+
+    def __init__(self, reason: str, partial: Message | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.partial = partial
