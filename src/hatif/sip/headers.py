@@ -99,10 +99,10 @@ class Headers:
 
     def get(self, name: str, default: str | None = None) -> str | None:
         """The first value of a header."""
-        name = canonical_name(name)
         for n, v in self._items:
             if n == name:
                 return v
+        name = canonical_name(name)
         lname = name.lower()
         for n, v in self._items:
             if n.lower() == lname:
@@ -137,6 +137,16 @@ class Headers:
             if n.lower() == lname:
                 self._items[i] = (name, value)
                 self._items[i + 1 :] = [it for it in self._items[i + 1 :] if it[0].lower() != lname]
+                return
+        self._items.append((name, value))
+
+    def replace_first(self, name: str, value: str) -> None:
+        """Replace the first value of a header (e.g. the top Via), keeping the others."""
+        name = canonical_name(name)
+        lname = name.lower()
+        for i, (n, _) in enumerate(self._items):
+            if n.lower() == lname:
+                self._items[i] = (name, value)
                 return
         self._items.append((name, value))
 
@@ -250,9 +260,21 @@ def _closing_quote(text: str) -> int:
     raise ParseError(f"unterminated quoted string in {text[:80]!r}")
 
 
+_name_addr_cache: dict[str, NameAddr] = {}
+
+
 def parse_name_addr(text: str) -> NameAddr:
-    """Parse a From, To, Contact, Route or Record-Route value."""
-    text = text.strip()
+    """Parse a From, To, Contact, Route or Record-Route value (cached: one call repeats them often)."""
+    na = _name_addr_cache.get(text)
+    if na is None:
+        na = _parse_name_addr(text.strip())
+        if len(_name_addr_cache) >= 8192:
+            _name_addr_cache.clear()
+        _name_addr_cache[text] = na
+    return na
+
+
+def _parse_name_addr(text: str) -> NameAddr:
     if text.startswith("*") and "<" not in text:
         rest = text[1:].strip()
         return NameAddr(None, None, parse_params(rest[1:], "Contact") if rest.startswith(";") else ())

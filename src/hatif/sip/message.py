@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from . import abnf
 from .errors import ParseError
 from .headers import (
+    CANONICAL,
     LIST_HEADERS,
     CSeq,
     Headers,
@@ -28,6 +29,10 @@ from .headers import (
 from .uri import URI, parse_uri
 
 MAX_HEADERS = 128
+# Header names as most user agents write them, mapped to their canonical form without a regex check.
+_KNOWN_SPELLINGS: dict[str, str] = {c: c for c in CANONICAL.values()}
+_KNOWN_SPELLINGS.update({c.lower(): c for c in CANONICAL.values()})
+_KNOWN_SPELLINGS.update({"Call-Id": "Call-ID", "Cseq": "CSeq", "Www-Authenticate": "WWW-Authenticate"})
 
 REASONS = {
     100: "Trying", 180: "Ringing", 181: "Call Is Being Forwarded", 182: "Queued",
@@ -211,13 +216,16 @@ def parse_message(data: bytes, max_headers: int = MAX_HEADERS) -> Request | Resp
         if colon <= 0:
             raise ParseError(f"header line without a name: {line[:40]!r}", msg)
         name = line[:colon].rstrip()
-        if not abnf.header_name.fullmatch(name):
-            raise ParseError(f"bad header name {name[:40]!r}", msg)
-        items.append((canonical_name(name), line[colon + 1 :].strip()))
+        canon = _KNOWN_SPELLINGS.get(name)
+        if canon is None:
+            if not abnf.header_name.fullmatch(name):
+                raise ParseError(f"bad header name {name[:40]!r}", msg)
+            canon = canonical_name(name)
+        items.append((canon, line[colon + 1 :].strip()))
         if len(items) > max_headers:
             raise ParseError(f"more than {max_headers} headers", msg)
     # Comma lists (§7.3.1) become one entry per element.
-    if any(n.lower() in LIST_HEADERS and "," in v for n, v in items):
+    if any("," in v and n.lower() in LIST_HEADERS for n, v in items):
         expanded: list[tuple[str, str]] = []
         for n, v in items:
             if "," in v and n.lower() in LIST_HEADERS:

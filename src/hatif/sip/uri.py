@@ -40,6 +40,8 @@ def split_quoted(text: str, sep: str) -> list[str]:
     """Split on `sep` outside quoted strings and angle brackets (RFC 3261 §7.3.1 comma lists)."""
     if sep not in text:
         return [text]
+    if '"' not in text and "<" not in text:
+        return text.split(sep)
     parts: list[str] = []
     depth = 0
     quoted = False
