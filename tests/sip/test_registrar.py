@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hatif.sip import Headers, Request, URI
+from hatif.sip import URI, Headers, Request
 from hatif.sip.registrar import RegistrarPolicy, Registry
 
 SRC = ("udp", "127.0.0.1", 5062)
