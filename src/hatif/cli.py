@@ -1,0 +1,136 @@
+"""The `hatif` command: `serve`, `demo`, `check-config` and `--version`.
+
+Exit codes: 0 success, 1 the server could not start (for instance a port in use), 2 a usage or
+configuration error (each problem written to standard error as `file:line: field: reason`), 130 stopped
+by Ctrl-C. Command output goes to standard output and diagnostics to standard error; the running server
+reports through `hatif.log`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Literal
+
+from . import __version__
+from .config import Config, ConfigError, ListenAddress, load_config, parse_host_port
+from .log import LEVELS, setup_logging
+
+log = logging.getLogger(__name__)
+
+DEMO_CONFIG = Path(__file__).resolve().parents[2] / "examples" / "demo.yaml"
+"""The shipped demo configuration, in the source tree next to `src/`."""
+
+
+def _listen_override(text: str) -> tuple[ListenAddress, ...]:
+    """`--sip HOST:PORT`: udp and tcp listeners on that address."""
+    try:
+        host, port = parse_host_port(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"{text!r}: {e}") from None
+    return ListenAddress("udp", host, port), ListenAddress("tcp", host, port)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hatif", description="Hatif (هاتف): a self-hosted contact-center platform.")
+    parser.add_argument("--version", action="version", version=f"hatif {__version__}")
+    verbs = parser.add_subparsers(dest="verb", metavar="COMMAND")
+
+    def server_options(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--sip", metavar="HOST:PORT", type=_listen_override,
+                         help="listen for SIP on udp and tcp at HOST:PORT instead of sip.listen")
+        sub.add_argument("--log-format", choices=("plain", "json"), help="overrides logging.format")
+        sub.add_argument("--log-level", choices=tuple(LEVELS), help="overrides logging.level")
+
+    serve = verbs.add_parser("serve", help="run the server with a configuration file")
+    serve.add_argument("--config", metavar="FILE", required=True, type=Path, help="the YAML configuration")
+    server_options(serve)
+    demo = verbs.add_parser("demo", help=f"run the demo center ({DEMO_CONFIG.name}: users 1001-1005)")
+    server_options(demo)
+    check = verbs.add_parser("check-config", help="validate a configuration file and summarise it")
+    check.add_argument("file", metavar="FILE", type=Path)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # --help, --version and usage errors: argparse has written its output
+        return e.code if isinstance(e.code, int) else 2
+    if args.verb == "check-config":
+        return check_config(args.file)
+    if args.verb == "serve":
+        return serve(args.config, args.sip, args.log_format, args.log_level)
+    if args.verb == "demo":
+        if not DEMO_CONFIG.is_file():
+            sys.stderr.write(f"hatif demo: the demo configuration is not at {DEMO_CONFIG} (it ships in the "
+                             "source tree as examples/demo.yaml); use `hatif serve --config FILE`\n")
+            return 2
+        return serve(DEMO_CONFIG, args.sip, args.log_format, args.log_level)
+    parser.print_help(sys.stderr)
+    return 2
+
+
+def _load(path: Path) -> Config | None:
+    try:
+        return load_config(path)
+    except ConfigError as e:
+        sys.stderr.write("".join(f"{message}\n" for message in e.messages))
+        return None
+
+
+def check_config(path: Path) -> int:
+    """Validate only: a one-paragraph summary on success (exit 0), every problem on failure (exit 2)."""
+    config = _load(path)
+    if config is None:
+        return 2
+    users = sum(len(t.users) for t in config.tenants)
+    endpoints = sum(len(t.endpoints) for t in config.tenants)
+    rules = sum(len(t.dialplan) for t in config.tenants)
+    lines = [
+        f"{path}: ok",
+        f"  tenants: {', '.join(t.name for t in config.tenants)}",
+        f"  users: {users}, endpoints: {endpoints}, dial-plan rules: {rules}",
+        f"  sip: {', '.join(str(a) for a in config.sip.listen)}",
+    ]
+    demo = config.demo_credentials_in_use()
+    if demo:
+        lines.append(f"  warning: demo password in use by {', '.join(demo)}")
+    sys.stdout.write("\n".join(lines) + "\n")
+    return 0
+
+
+def serve(path: Path, listen: tuple[ListenAddress, ...] | None = None, log_format: str | None = None,
+          log_level: str | None = None) -> int:
+    """Load and validate `path`, set up logging, warn about demo passwords, then run until stopped."""
+    config = _load(path)
+    if config is None:
+        return 2
+    if listen:
+        config = config.with_listen(listen)
+    fmt: Literal["plain", "json"] = "json" if (log_format or config.logging.format) == "json" else "plain"
+    setup_logging(log_level or config.logging.level, fmt)
+    demo = config.demo_credentials_in_use()
+    if demo:
+        log.warning("demo credentials in use: anyone who knows them can register and call; change these passwords",
+                    extra={"fields": {"users": ",".join(demo), "config": str(path)}})
+    log.info("configuration loaded", extra={"fields": {
+        "config": str(path), "tenants": len(config.tenants), "listen": " ".join(str(a) for a in config.sip.listen)}})
+    from hatif import app  # the wiring imports every subsystem: only `serve` and `demo` pay for it
+
+    try:
+        return app.run(config)
+    except KeyboardInterrupt:
+        return 130
+    except OSError as e:
+        log.error("cannot start", extra={"fields": {"error": str(e)}})
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,805 @@
+"""Hatif's configuration: one YAML file, validated in full before anything starts.
+
+The file is composed with PyYAML's node API so that every mapping key and sequence item keeps its line;
+the data is then validated by frozen pydantic models, and each pydantic error's `loc` is mapped back to a
+line. A configuration error therefore names the file, the line and the field, and all errors are reported
+at once, in file order::
+
+    examples/bad.yaml:14: tenants[0].users[2].password: field required
+    examples/bad.yaml:21: tenants[0].dialplan[1].match: invalid regular expression '^1(\\d{3}$': ...
+
+Checks that relate several entries (duplicate usernames or extensions, dial-plan targets that must exist,
+domains claimed by two tenants) run once the entries themselves are valid, so a file with both kinds of
+mistakes shows the second kind after the first is fixed.
+
+Sections: `sip` (listen addresses, RFC 3261 timers, registration bounds, limits), `security` (bans,
+nonces), `media` (RTP ports, recording, greetings), `logging`, and `tenants` (each with its domains, users,
+trusted endpoints and dial plan). Unknown keys are errors, so a misspelt option never silently falls back
+to its default.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import re
+import types
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    PlainValidator,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from . import __version__
+
+DEMO_PASSWORD = "hatif-demo"
+"""The password of the shipped demo users; the server warns at start while any user still has it."""
+
+DEFAULT_TENANT = "default"
+"""The tenant that answers for IP literals and for hosts no tenant claims (the server's own addresses)."""
+
+APPLICATIONS = frozenset({"echo", "greeting"})
+"""Numbers Hatif answers itself (run by `hatif.calls.anchor`): an echo test and a spoken greeting."""
+
+Transport = Literal["udp", "tcp"]
+Language = Literal["en", "ar", "fa"]
+Loc = tuple[str | int, ...]
+
+_TRANSPORTS: dict[str, Transport] = {"udp": "udp", "tcp": "tcp"}
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HOSTNAME = re.compile(rf"{_LABEL}(?:\.{_LABEL})*\.?")
+_SLUG = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+_USERNAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,63}")  # RFC 3261 §25.1 `user` chars, a safe subset
+_DIGITS = re.compile(r"[0-9]{1,32}")
+_TEMPLATE_TOKEN = re.compile(r"\\(?:g<([^>]*)>|([0-9]{1,2})|(.?))", re.DOTALL)
+_TEMPLATE_ESCAPES = frozenset("abfnrtv\\")
+_PROBLEMS = "config_problems"
+
+
+class ConfigError(ValueError):
+    """The configuration is unusable; `messages` holds every problem as `file:line: field: reason`."""
+
+    def __init__(self, messages: list[str]) -> None:
+        self.messages = list(messages)
+        super().__init__("\n".join(self.messages))
+
+
+def _problems(problems: list[tuple[Loc, str]]) -> PydanticCustomError:
+    """Several problems found by one model validator, each at a path below the model (expanded later)."""
+    summary = "; ".join(f"{_dotted(loc)}: {msg}" if loc else msg for loc, msg in problems)
+    return PydanticCustomError(_PROBLEMS, "{summary}", {"summary": summary, "problems": problems})
+
+
+# -- scalar types ----------------------------------------------------------------------------------------
+
+
+def _quote(text: str) -> str:
+    """`text` in single quotes as the user wrote it (no doubled backslashes), or its repr if it needs escapes."""
+    if "'" in text or any(not c.isprintable() for c in text):
+        return repr(text)
+    return f"'{text}'"
+
+
+def _no_controls(value: str, what: str) -> str:
+    """Refuse CR, LF and other control characters: these strings end up in SIP headers and log lines."""
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise ValueError(f"{what} must not contain control characters (such as line breaks)")
+    return value
+
+
+def parse_host(text: str) -> str:
+    """An IP literal (IPv6 without its brackets, in canonical form) or a DNS name (lower case)."""
+    value = text.strip()
+    bracketed = value.startswith("[") and value.endswith("]")
+    if bracketed:
+        value = value[1:-1]
+    try:
+        address = ipaddress.ip_address(value)
+    except ValueError:
+        address = None
+    if address is not None:
+        if bracketed and address.version != 6:
+            raise ValueError(f"{text!r}: only IPv6 addresses go in brackets")
+        return str(address)
+    last_label = value.rstrip(".").rsplit(".", 1)[-1]
+    if bracketed or not _HOSTNAME.fullmatch(value) or len(value) > 253 or last_label.isdigit():
+        raise ValueError(f"{text!r} is not a host name or an IP address")
+    return value.lower().rstrip(".")
+
+
+def parse_host_port(text: str) -> tuple[str, int]:
+    """`HOST:PORT`, with IPv6 hosts in brackets (`[::1]:5060`); port 0 means any free port.
+
+    Errors do not repeat `text`: the caller says where it came from.
+    """
+    value = text.strip()
+    if value.startswith("["):
+        end = value.find("]")
+        if end < 0 or value[end + 1 : end + 2] != ":":
+            raise ValueError("expected [IPV6]:PORT, e.g. [::1]:5060")
+        host_text, port_text = value[: end + 1], value[end + 2 :]
+    else:
+        host_text, sep, port_text = value.rpartition(":")
+        if not sep or not host_text:
+            raise ValueError("expected HOST:PORT, e.g. 0.0.0.0:5060")
+        if ":" in host_text:
+            raise ValueError("an IPv6 address goes in brackets, e.g. [::1]:5060")
+    if not _DIGITS.fullmatch(port_text) or int(port_text) > 65535:
+        raise ValueError(f"the port {port_text!r} is not a number from 0 to 65535")
+    return parse_host(host_text), int(port_text)
+
+
+@dataclass(frozen=True, slots=True)
+class ListenAddress:
+    """One SIP listener, written `udp:HOST:PORT` or `tcp:HOST:PORT` (RFC 3261 §18: UDP and TCP)."""
+
+    transport: Transport
+    host: str
+    port: int
+
+    @classmethod
+    def parse(cls, text: str) -> ListenAddress:
+        name, sep, rest = text.strip().partition(":")
+        if not sep:
+            raise ValueError(f"{text!r}: expected TRANSPORT:HOST:PORT, e.g. udp:0.0.0.0:5060")
+        transport = _TRANSPORTS.get(name.lower())
+        if transport is None:
+            raise ValueError(f"{text!r}: unsupported transport {name!r} (expected udp or tcp)")
+        try:
+            host, port = parse_host_port(rest)
+        except ValueError as e:
+            raise ValueError(f"{text!r}: {e}") from None
+        return cls(transport, host, port)
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.transport}:{host}:{self.port}"
+
+
+def _listen(value: object) -> ListenAddress:
+    if isinstance(value, ListenAddress):
+        return value
+    if not isinstance(value, str):
+        raise ValueError("expected a string like 'udp:0.0.0.0:5060'")
+    return ListenAddress.parse(value)
+
+
+@dataclass(frozen=True, slots=True)
+class DialTarget:
+    """Where a dial-plan rule sends a call: `user:NAME`, `extension`, `endpoint:NAME` or `app:NAME`.
+
+    `extension` means the user whose extension is the (rewritten) dialed number.
+    """
+
+    kind: Literal["user", "extension", "endpoint", "app"]
+    name: str = ""
+
+    @classmethod
+    def parse(cls, text: str) -> DialTarget:
+        kind, sep, name = text.strip().partition(":")
+        if kind == "extension" and not sep:
+            return cls("extension")
+        if sep and name:
+            if kind == "user":
+                return cls("user", name)
+            if kind == "endpoint":
+                return cls("endpoint", name)
+            if kind == "app":
+                if name not in APPLICATIONS:
+                    raise ValueError(f"unknown application {name!r} (known: {', '.join(sorted(APPLICATIONS))})")
+                return cls("app", name)
+        raise ValueError(f"{text!r}: expected 'user:NAME', 'extension', 'endpoint:NAME' or 'app:NAME'")
+
+    def __str__(self) -> str:
+        return self.kind if self.kind == "extension" else f"{self.kind}:{self.name}"
+
+
+def _dial_target(value: object) -> DialTarget:
+    if isinstance(value, DialTarget):
+        return value
+    if not isinstance(value, str):
+        raise ValueError("expected 'user:NAME', 'extension', 'endpoint:NAME' or 'app:NAME'")
+    return DialTarget.parse(value)
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """The dial plan's answer for a number: a user (by username), an endpoint or an application."""
+
+    kind: Literal["user", "endpoint", "app"]
+    target: str
+    number: str
+
+
+def _slug(value: str) -> str:
+    if not _SLUG.fullmatch(value):
+        raise ValueError(f"{value!r}: a name is lower-case letters, digits and inner dashes (up to 63)")
+    return value
+
+
+def _username(value: str) -> str:
+    if not _USERNAME.fullmatch(value):
+        raise ValueError(f"{value!r} is not a username: letters, digits and . _ + - (up to 64, no leading sign)")
+    return value
+
+
+def _extension(value: str | None) -> str | None:
+    if value is not None and not _DIGITS.fullmatch(value):
+        raise ValueError(f"{value!r} is not an extension: digits 0-9 only")
+    return value
+
+
+def _lower(value: object) -> object:
+    return value.lower() if isinstance(value, str) else value
+
+
+Listen = Annotated[ListenAddress, PlainValidator(_listen), PlainSerializer(str)]
+Host = Annotated[str, AfterValidator(parse_host)]
+Slug = Annotated[str, AfterValidator(_slug)]
+Target = Annotated[DialTarget, PlainValidator(_dial_target), PlainSerializer(str)]
+
+
+def _check_template(template: str, pattern: re.Pattern[str]) -> str | None:
+    """Why `template` cannot be expanded by a match of `pattern` (`re.Match.expand` rules), or None."""
+    for m in _TEMPLATE_TOKEN.finditer(template):
+        name, number, other = m.groups()
+        if name is not None:
+            if name.isdigit():
+                if int(name) > pattern.groups:
+                    return f"refers to group {name}, but the pattern has {pattern.groups}"
+            elif name not in pattern.groupindex:
+                return f"refers to group {name!r}, which the pattern does not define"
+        elif number is not None:
+            if int(number) > pattern.groups:
+                return f"refers to group {number}, but the pattern has {pattern.groups}"
+        elif other is not None and other not in _TEMPLATE_ESCAPES:
+            return f"bad escape '\\{other}' (write '\\\\' for a backslash)"
+    return None
+
+
+# -- sections --------------------------------------------------------------------------------------------
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", coerce_numbers_to_str=True)
+
+
+class Registration(_Model):
+    """REGISTER expiry bounds (RFC 3261 §10.3 step 7: below `min_expires` answers 423) and contacts per user."""
+
+    min_expires: int = Field(default=60, ge=1)
+    max_expires: int = Field(default=3600, ge=1)
+    default_expires: int = Field(default=3600, ge=1)
+    max_contacts_per_user: int = Field(default=5, ge=1, le=100)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Registration:
+        if self.min_expires > self.max_expires:
+            raise _problems([(("min_expires",), f"{self.min_expires} exceeds max_expires ({self.max_expires})")])
+        if not self.min_expires <= self.default_expires <= self.max_expires:
+            raise _problems([(("default_expires",), f"must lie between min_expires ({self.min_expires}) "
+                                                    f"and max_expires ({self.max_expires})")])
+        return self
+
+
+class Limits(_Model):
+    """Bounds on everything a peer can make the server hold (SECURITY.md: bounded everything)."""
+
+    max_message_size: int = Field(default=65535, ge=1024, le=16 * 1024 * 1024)
+    max_headers: int = Field(default=128, ge=16)
+    max_transactions: int = Field(default=100_000, ge=1)
+    max_dialogs: int = Field(default=50_000, ge=1)
+
+
+class SipTimers(_Model):
+    """RFC 3261 §17.1.1.1 and Table 4 base timers in seconds; `d` is Timer D's floor (§17.1.1.2: 32 s)."""
+
+    t1: float = Field(default=0.5, gt=0)
+    t2: float = Field(default=4.0, gt=0)
+    t4: float = Field(default=5.0, gt=0)
+    d: float = Field(default=32.0, ge=0)
+
+    @model_validator(mode="after")
+    def _t2_not_below_t1(self) -> SipTimers:
+        if self.t2 < self.t1:
+            raise _problems([(("t2",), f"T2 ({self.t2}) must not be shorter than T1 ({self.t1})")])
+        return self
+
+
+def _default_listen() -> tuple[ListenAddress, ...]:
+    return (ListenAddress("udp", "0.0.0.0", 5060), ListenAddress("tcp", "0.0.0.0", 5060))
+
+
+class Sip(_Model):
+    """The SIP server: where it listens, what it advertises in Via/Contact/Record-Route, its timers."""
+
+    listen: tuple[Listen, ...] = Field(default_factory=_default_listen, min_length=1)
+    advertise: Host | None = None
+    ring_timeout: float = Field(default=30.0, gt=0)
+    user_agent: str = Field(default_factory=lambda: f"Hatif/{__version__}", min_length=1, max_length=200)
+    registration: Registration = Registration()
+    limits: Limits = Limits()
+    timers: SipTimers = SipTimers()
+
+    @field_validator("user_agent")
+    @classmethod
+    def _header_safe(cls, value: str) -> str:
+        return _no_controls(value, "the User-Agent")
+
+    @model_validator(mode="after")
+    def _distinct(self) -> Sip:
+        seen: dict[ListenAddress, int] = {}
+        problems: list[tuple[Loc, str]] = []
+        for i, address in enumerate(self.listen):
+            if address in seen:
+                problems.append((("listen", i), f"{address} is listed twice (first at listen[{seen[address]}])"))
+            seen.setdefault(address, i)
+        if problems:
+            raise _problems(problems)
+        return self
+
+
+class Security(_Model):
+    """Bans for failed authentication and floods, and digest nonces (RFC 8760 / RFC 7616 §3.3)."""
+
+    auth_failure_limit: int = Field(default=10, ge=1)
+    auth_failure_window: float = Field(default=60.0, gt=0)
+    flood_limit: int = Field(default=16, ge=1)
+    flood_window: float = Field(default=2.0, gt=0)
+    ban_time: float = Field(default=300.0, ge=0)
+    nonce_lifetime: float = Field(default=300.0, gt=0)
+    secret: str | None = Field(default=None, min_length=16, repr=False)
+    """Key for nonces; when absent the server draws a random one at start (nonces then die with it)."""
+
+
+class Media(_Model):
+    """RTP: the address and port range of Hatif's legs, recording, and the greeting application's text."""
+
+    host: Host = "127.0.0.1"
+    advertise: Host | None = None
+    port_min: int = Field(default=20000, ge=1024, le=65535)
+    port_max: int = Field(default=30000, ge=1024, le=65535)
+    record: bool = False
+    recordings: Path = Path("var/recordings")
+    cache: Path = Path("var/cache/prompts")
+    greeting: dict[Language, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _range(self) -> Media:
+        if self.port_max - self.port_min < 2:
+            raise _problems([(("port_max",), f"the RTP port range {self.port_min}-{self.port_max} "
+                                             "must hold at least one even/odd pair")])
+        return self
+
+
+class LoggingSettings(_Model):
+    """Log threshold and line format (`plain` for people, `json` for collectors); see `hatif.log`."""
+
+    level: Annotated[Literal["debug", "info", "warning", "error", "critical"], BeforeValidator(_lower)] = "info"
+    format: Annotated[Literal["plain", "json"], BeforeValidator(_lower)] = "plain"
+
+
+class User(_Model):
+    """A person with a SIP account; `extension` defaults to a numeric username."""
+
+    username: Annotated[str, AfterValidator(_username)]
+    extension: Annotated[str | None, AfterValidator(_extension)] = None
+    password: str = Field(min_length=8, max_length=256, repr=False)
+    display_name: str | None = Field(default=None, min_length=1, max_length=100)
+    language: Annotated[Language, BeforeValidator(_lower)] = "en"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _extension_from_username(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("extension") is None:
+            username = data.get("username")
+            if isinstance(username, int | str) and _DIGITS.fullmatch(str(username)):
+                return {**data, "extension": str(username)}
+        return data
+
+    @field_validator("display_name")
+    @classmethod
+    def _header_safe(cls, value: str | None) -> str | None:
+        return None if value is None else _no_controls(value, "a display name")
+
+
+class Endpoint(_Model):
+    """A static peer (trunk, test tool); when `trusted`, calls from host:port are taken without auth."""
+
+    name: Slug
+    host: Host
+    port: int = Field(default=5060, ge=1, le=65535)
+    transport: Annotated[Transport, BeforeValidator(_lower)] = "udp"
+    trusted: bool = True
+
+    @model_validator(mode="after")
+    def _trusted_by_address(self) -> Endpoint:
+        if self.trusted and not _is_ip(self.host):
+            raise _problems([(("host",), f"{self.host!r}: a trusted endpoint is recognised by its source address, "
+                                         "so its host must be an IP address")])
+        return self
+
+
+class DialRule(_Model):
+    """One dial-plan rule: the first whose regex matches (`re.search`) and whose target exists wins."""
+
+    match: re.Pattern[str]
+    to: Target
+    rewrite: str | None = None
+    """Replacement template for the dialed number, with `\\1` or `\\g<name>` for groups of `match`."""
+
+    @field_validator("match", mode="before")
+    @classmethod
+    def _compile(cls, value: object) -> object:
+        if isinstance(value, int):
+            value = str(value)
+        if isinstance(value, str):
+            try:
+                return re.compile(value)
+            except re.error as e:
+                raise ValueError(f"invalid regular expression {_quote(value)}: {e.msg} at position {e.pos}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _rewrite_fits(self) -> DialRule:
+        if self.rewrite is not None:
+            problem = _check_template(self.rewrite, self.match)
+            if problem is not None:
+                raise _problems([(("rewrite",), f"{_quote(self.rewrite)} {problem}")])
+        return self
+
+
+class Tenant(_Model):
+    """A company on this installation: its SIP domains, users, trusted endpoints and dial plan."""
+
+    name: Slug
+    domains: tuple[Host, ...] = ()
+    users: tuple[User, ...] = ()
+    endpoints: tuple[Endpoint, ...] = ()
+    dialplan: tuple[DialRule, ...] = ()
+
+    _by_extension: dict[str, User] = PrivateAttr(default_factory=dict)
+
+    def model_post_init(self, context: Any, /) -> None:
+        self._by_extension = {}
+        for user in self.users:
+            if user.extension is not None:
+                self._by_extension.setdefault(user.extension, user)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Tenant:
+        problems: list[tuple[Loc, str]] = []
+        problems += _duplicates("domains", [(i, d) for i, d in enumerate(self.domains)], "domain")
+        problems += _duplicates("users", [(i, u.username) for i, u in enumerate(self.users)], "username",
+                                "username")
+        problems += _duplicates("users", [(i, u.extension) for i, u in enumerate(self.users) if u.extension],
+                                "extension", "extension")
+        problems += _duplicates("endpoints", [(i, e.name) for i, e in enumerate(self.endpoints)], "endpoint name",
+                                "name")
+        usernames = {u.username for u in self.users}
+        endpoints = {e.name for e in self.endpoints}
+        for i, rule in enumerate(self.dialplan):
+            target = rule.to
+            if target.kind == "user" and target.name not in usernames:
+                problems.append((("dialplan", i, "to"), f"no user {target.name!r} in tenant {self.name!r}"))
+            elif target.kind == "endpoint" and target.name not in endpoints:
+                problems.append((("dialplan", i, "to"), f"no endpoint {target.name!r} in tenant {self.name!r}"))
+        if problems:
+            raise _problems(problems)
+        return self
+
+    def user(self, username: str) -> User | None:
+        return next((u for u in self.users if u.username == username), None)
+
+    def endpoint(self, name: str) -> Endpoint | None:
+        return next((e for e in self.endpoints if e.name == name), None)
+
+    def route(self, number: str) -> Route | None:
+        """Resolve a dialed number: rules in order; `rewrite` (if any) is expanded from the match first."""
+        for rule in self.dialplan:
+            m = rule.match.search(number)
+            if m is None:
+                continue
+            dialed = m.expand(rule.rewrite) if rule.rewrite is not None else number
+            target = rule.to
+            if target.kind == "extension":
+                user = self._by_extension.get(dialed)
+                if user is not None:
+                    return Route("user", user.username, dialed)
+            elif target.kind == "user":
+                return Route("user", target.name, dialed)
+            elif target.kind == "endpoint":
+                return Route("endpoint", target.name, dialed)
+            else:
+                return Route("app", target.name, dialed)
+        return None
+
+
+def _duplicates(section: str, items: list[tuple[int, str]], what: str,
+                field: str | None = None) -> list[tuple[Loc, str]]:
+    first: dict[str, int] = {}
+    problems: list[tuple[Loc, str]] = []
+    for i, value in items:
+        if value in first:
+            loc: Loc = (section, i, field) if field else (section, i)
+            problems.append((loc, f"duplicate {what} {value!r} (first at {section}[{first[value]}])"))
+        first.setdefault(value, i)
+    return problems
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+class Config(_Model):
+    """The whole configuration; build it with `load_config` or `parse_config`."""
+
+    sip: Sip = Sip()
+    security: Security = Security()
+    media: Media = Media()
+    logging: LoggingSettings = LoggingSettings()
+    tenants: tuple[Tenant, ...] = Field(min_length=1)
+
+    _by_domain: dict[str, Tenant] = PrivateAttr(default_factory=dict)
+
+    def model_post_init(self, context: Any, /) -> None:
+        self._by_domain = {}
+        for tenant in self.tenants:
+            for domain in tenant.domains:
+                self._by_domain.setdefault(domain, tenant)
+
+    @model_validator(mode="after")
+    def _tenants_apart(self) -> Config:
+        problems = _duplicates("tenants", [(i, t.name) for i, t in enumerate(self.tenants)], "tenant name", "name")
+        owner: dict[str, int] = {}
+        for i, tenant in enumerate(self.tenants):
+            for j, domain in enumerate(tenant.domains):
+                if domain in owner and owner[domain] != i:
+                    other = self.tenants[owner[domain]].name
+                    problems.append((("tenants", i, "domains", j),
+                                     f"domain {domain!r} already belongs to tenant {other!r}"))
+                owner.setdefault(domain, i)
+        if problems:
+            raise _problems(problems)
+        return self
+
+    def tenant(self, name: str) -> Tenant | None:
+        return next((t for t in self.tenants if t.name == name), None)
+
+    def tenant_for_domain(self, host: str) -> Tenant | None:
+        """The tenant serving a request-URI or To host; unclaimed hosts and IPs go to the `default` tenant."""
+        key = host.strip().strip("[]").rstrip(".").lower()
+        tenant = self._by_domain.get(key)
+        return tenant if tenant is not None else self.tenant(DEFAULT_TENANT)
+
+    def demo_credentials_in_use(self) -> list[str]:
+        """Usernames whose password is still the shipped demo password (`hatif-demo`)."""
+        return [u.username for t in self.tenants for u in t.users if u.password == DEMO_PASSWORD]
+
+    def with_listen(self, addresses: tuple[ListenAddress, ...]) -> Config:
+        """This configuration with `sip.listen` replaced (the command line's `--sip`)."""
+        if not addresses:
+            raise ValueError("at least one listen address is needed")
+        return self.model_copy(update={"sip": self.sip.model_copy(update={"listen": tuple(addresses)})})
+
+
+# -- loading and error locations ---------------------------------------------------------------------------
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate a configuration file; raises `ConfigError` naming file, line and field."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError([f"{p}: no such file"]) from None
+    except UnicodeDecodeError as e:
+        raise ConfigError([f"{p}: not UTF-8 text (invalid byte at offset {e.start})"]) from None
+    except OSError as e:
+        raise ConfigError([f"{p}: cannot read: {e.strerror or e}"]) from None
+    return parse_config(text, str(p))
+
+
+def parse_config(text: str, source: str = "<string>") -> Config:
+    """Validate configuration text; `source` names it in error messages."""
+    data, lines, found = _compose(text, source)
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as e:
+        found += _locate_errors(e, data, lines)
+        config = None
+    if found or config is None:
+        found.sort(key=lambda item: item[0])
+        raise ConfigError([f"{source}:{line}: {msg}" for line, msg in found])
+    return config
+
+
+def _compose(text: str, source: str) -> tuple[dict[str, Any], dict[Loc, int], list[tuple[int, str]]]:
+    """The YAML document as data, the line of every key and item in it, and its duplicate keys."""
+    try:
+        loader = yaml.SafeLoader(text)
+    except yaml.reader.ReaderError as e:
+        line = text.count("\n", 0, e.position) + 1
+        raise ConfigError([f"{source}:{line}: invalid YAML: character {e.character:#x} is not allowed"]) from None
+    try:
+        node = loader.get_single_node()
+        lines: dict[Loc, int] = {}
+        duplicates: list[tuple[int, str]] = []
+        if node is not None:
+            _index(node, (), lines, duplicates, set())
+        data = loader.construct_document(node) if node is not None else None
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        line = mark.line + 1 if mark is not None else 1
+        detail = f"{e.problem} ({e.context})" if e.problem and e.context else (e.problem or e.context or str(e))
+        raise ConfigError([f"{source}:{line}: invalid YAML: {detail}"]) from None
+    except yaml.YAMLError as e:
+        raise ConfigError([f"{source}: invalid YAML: {e}"]) from None
+    finally:
+        loader.dispose()
+    if node is None:
+        raise ConfigError([f"{source}:1: the configuration is empty (at least `tenants` is needed)"])
+    if not isinstance(data, dict):
+        raise ConfigError([f"{source}:{node.start_mark.line + 1}: the configuration must be a mapping of sections "
+                           "(sip, security, media, logging, tenants)"])
+    lines[()] = node.start_mark.line + 1
+    return data, lines, duplicates
+
+
+def _index(node: yaml.Node, path: Loc, lines: dict[Loc, int], duplicates: list[tuple[int, str]],
+           open_nodes: set[int], merged: bool = False) -> None:
+    """Record the line of every mapping key and sequence item below `node` (1-based)."""
+    if id(node) in open_nodes:  # a recursive alias
+        return
+    open_nodes.add(id(node))
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[str, int] = {}
+        merges: list[yaml.Node] = []
+        for key_node, value_node in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                merges += value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
+                continue
+            if not isinstance(key_node, yaml.ScalarNode):
+                continue
+            key, line = str(key_node.value), key_node.start_mark.line + 1
+            if key in seen and not merged:
+                duplicates.append((line, f"{_dotted((*path, key))}: duplicate key (first at line {seen[key]})"))
+            seen.setdefault(key, line)
+            if merged:
+                lines.setdefault((*path, key), line)
+            else:
+                lines[(*path, key)] = line
+            _index(value_node, (*path, key), lines, duplicates, open_nodes, merged)
+        for source in merges:
+            _index(source, path, lines, duplicates, open_nodes, merged=True)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            lines.setdefault((*path, i), item.start_mark.line + 1)
+            _index(item, (*path, i), lines, duplicates, open_nodes, merged)
+    open_nodes.discard(id(node))
+
+
+def _locate_errors(error: ValidationError, data: dict[str, Any], lines: dict[Loc, int]) -> list[tuple[int, str]]:
+    out: list[tuple[int, str]] = []
+    items = error.errors(include_url=False)
+    for item in items:
+        loc: Loc = tuple(item["loc"])
+        if item["type"] == "too_short" and any(len(o["loc"]) > len(loc) and o["loc"][: len(loc)] == loc
+                                               for o in items):
+            continue  # "too few items after validation" only because some items were refused: those say why
+        if item["type"] == _PROBLEMS:
+            base = _data_path(loc, data, missing=False)
+            for sub, msg in item["ctx"]["problems"]:
+                path = (*base, *sub)
+                out.append((_line(path, lines), f"{_dotted(path)}: {msg}"))
+            continue
+        path = _data_path(loc, data, missing=item["type"] == "missing")
+        out.append((_line(path, lines), f"{_dotted(path) or '(top level)'}: {_message(item, path)}"))
+    return out
+
+
+def _data_path(loc: Loc, data: object, missing: bool) -> Loc:
+    """The part of a pydantic `loc` that names places in the data (validator tags dropped)."""
+    path: list[str | int] = []
+    node: object = data
+    for elem in loc:
+        if isinstance(node, dict):
+            key = elem if elem in node else str(elem) if str(elem) in node else None
+            if key is not None:
+                path.append(str(key))
+                node = node[key]
+            elif missing and elem == loc[-1]:
+                path.append(str(elem))
+                node = None
+        elif isinstance(node, list) and isinstance(elem, int) and 0 <= elem < len(node):
+            path.append(elem)
+            node = node[elem]
+    return tuple(path)
+
+
+def _line(path: Loc, lines: dict[Loc, int]) -> int:
+    for end in range(len(path), -1, -1):
+        line = lines.get(path[:end])
+        if line is not None:
+            return line
+    return 1
+
+
+def _dotted(path: Loc) -> str:
+    out = ""
+    for elem in path:
+        if isinstance(elem, int):
+            out += f"[{elem}]"
+        elif re.fullmatch(r"[A-Za-z_][A-Za-z0-9_-]*", elem):
+            out += f".{elem}" if out else elem
+        else:
+            out += f"[{elem!r}]"
+    return out
+
+
+def _message(item: Any, path: Loc) -> str:
+    kind, msg = item["type"], str(item["msg"])
+    if kind == "missing":
+        return "field required"
+    if kind == "extra_forbidden":
+        return _unknown_key(path)
+    for prefix in ("Value error, ", "Assertion failed, "):
+        if msg.startswith(prefix):
+            return msg[len(prefix) :]
+    return msg[:1].lower() + msg[1:] if msg[1:2].islower() else msg
+
+
+def _unknown_key(path: Loc) -> str:
+    model = _model_at(path[:-1])
+    if model is None or not path or not isinstance(path[-1], str):
+        return "unknown key"
+    known = list(model.model_fields)
+    close = difflib.get_close_matches(path[-1], known, n=1)
+    if close:
+        return f"unknown key (did you mean {close[0]!r}?)"
+    return f"unknown key (expected one of: {', '.join(known)})"
+
+
+def _model_at(path: Loc) -> type[BaseModel] | None:
+    """The model class that validates the mapping at `path`, found through the field annotations."""
+    tp: Any = Config
+    for elem in path:
+        tp = _unwrap(tp)
+        if isinstance(elem, int):
+            if get_origin(tp) not in (tuple, list):
+                return None
+            tp = get_args(tp)[0]
+        elif isinstance(tp, type) and issubclass(tp, BaseModel) and elem in tp.model_fields:
+            tp = tp.model_fields[elem].annotation
+        else:
+            return None
+    tp = _unwrap(tp)
+    return tp if isinstance(tp, type) and issubclass(tp, BaseModel) else None
+
+
+def _unwrap(tp: Any) -> Any:
+    origin = get_origin(tp)
+    if origin is Annotated:
+        return _unwrap(get_args(tp)[0])
+    if origin in (Union, types.UnionType):
+        args = [a for a in get_args(tp) if a is not type(None)]
+        return _unwrap(args[0]) if len(args) == 1 else tp
+    return tp
