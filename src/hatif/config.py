@@ -363,6 +363,9 @@ class Security(_Model):
     ban_time: float = Field(default=300.0, ge=0)
     nonce_lifetime: float = Field(default=300.0, gt=0)
     secret: str | None = Field(default=None, min_length=16, repr=False)
+    # Clients that refuse a whole challenge when one of its algorithms is unknown to them (baresip 1.0's
+    # libre answers ENOSYS to SHA-256) get MD5 alone; matched as a prefix of their User-Agent header.
+    md5_only_user_agents: tuple[str, ...] = ("baresip v0.", "baresip v1.0.")
     """Key for nonces; when absent the server draws a random one at start (nonces then die with it)."""
 
 
