@@ -100,7 +100,10 @@ def test_mutated_messages_are_answered_or_dropped_and_calls_still_complete() -> 
                     except BlockingIOError:
                         break
             stats = h.call(lambda: dict(h.h.sip.stats))
-            assert stats["received"] == TOTAL
+            # Every datagram was read (a few more arrive: answers Hatif sent to itself where a mutated Via
+            # named its own address, and are dropped as strays).
+            assert stats["received"] >= TOTAL, stats
+            assert not h.call(lambda: h.h.sip.bans.banned(h.h.sip.now())), "the trusted fuzzer was banned"
             assert stats["parse_errors"] > TOTAL // 10  # the mutations really were broken messages
             assert stats["bad_requests_answered"] > 0  # and many of them got a 400 with a reason
             assert answers > 0

@@ -133,14 +133,18 @@ class SipServer:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._callbacks: dict[int, Callable[[Action], None]] = {}
-        self.stats = {"received": 0, "parse_errors": 0, "dropped_banned": 0, "auth_failures": 0,
+        self.stats = {"received": 0, "parse_errors": 0, "dropped_banned": 0, "dropped_own": 0, "auth_failures": 0,
                       "bad_requests_answered": 0}
+        self._own: set[tuple[str, int]] = set()  # our own listening addresses
         self.draining = False
 
     # -- lifecycle ------------------------------------------------------------------------------------
 
     async def listen(self, transport: str, host: str, port: int) -> tuple[str, int]:
         addr = await self.transports.listen(transport, host, port)
+        self._own.add((addr[0], addr[1]))
+        if addr[0] in ("0.0.0.0", "::"):
+            self._own.add(("127.0.0.1" if addr[0] == "0.0.0.0" else "::1", addr[1]))
         log.info("sip listening", extra={"fields": {"transport": transport, "address": f"{addr[0]}:{addr[1]}"}})
         return addr
 
@@ -269,14 +273,18 @@ class SipServer:
         """Entry point for every message the transports read."""
         self.stats["received"] += 1
         now = self.now()
-        if self.bans.is_banned(peer.host, now):
-            self.stats["dropped_banned"] += 1
-            return
+        trusted = self.directory.trusted_peer(peer)
+        if trusted is None:
+            if self.bans.is_banned(peer.host, now):
+                self.stats["dropped_banned"] += 1
+                return
+            if peer.addr in self._own:
+                self.stats["dropped_own"] += 1  # a Via that named us made us answer ourselves: a loop
+                return
         if len(data) > self.settings.max_message_size:
             return
         if data.strip(b"\r\n") == b"":
             return  # keep-alive (RFC 5626 §3.5.1)
-        trusted = self.directory.trusted_peer(peer)
         try:
             msg = parse_message(data, self.settings.max_headers)
         except ParseError as e:
@@ -353,6 +361,18 @@ class SipServer:
         except TableFull:
             self.respond_stateless(req, 503, peer, "Server Busy", extra=[("Retry-After", "5")])
             return
+        try:
+            self._dispatch(req, stx, peer, trusted, now)
+        except ParseError as e:
+            # A header read lazily (Max-Forwards, Expires, Contact ...) turned out malformed.
+            if stx.state in ("trying", "proceeding"):
+                reason = "Bad Request: " + "".join(c for c in e.reason if c.isprintable())[:100]
+                self.stats["bad_requests_answered"] += 1
+                self.respond(stx, make_response(req, 400, reason, to_tag=secrets.token_hex(6)))
+
+    def _dispatch(self, req: Request, stx: ServerTx, peer: Peer, trusted: tuple[str, str] | None,
+                  now: float) -> None:
+        method = req.method
         if method == "CANCEL":
             self._on_cancel(req, stx)
             return
