@@ -1,0 +1,189 @@
+"""Wiring: the configuration becomes a running SIP server with its registrar and B2BUA.
+
+`start(config)` builds everything on the running loop and returns a `Hatif` handle (tests use it to
+start a server on free ports and look inside); `run(config)` is what `hatif serve` calls: it runs until
+SIGINT or SIGTERM and drains on SIGTERM (new calls get `503` with `Retry-After`, live calls may finish).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import __version__
+from .calls.anchor import MediaAnchor
+from .config import Config
+from .media.engine import MediaEngine, MediaSettings
+from .media.prompts import PromptCache
+from .sip.b2bua import B2BUA
+from .sip.registrar import RegistrarPolicy
+from .sip.server import SipServer, SipSettings, Target
+from .sip.transaction import Timers
+from .sip.transport import Peer
+
+log = logging.getLogger(__name__)
+
+
+class ConfigDirectory:
+    """The SIP server's view of tenants, users, endpoints and dial plans, read from the configuration."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self._tenants = {t.name: t for t in config.tenants}
+        self._users = {(t.name, u.username): u for t in config.tenants for u in t.users}
+        self._trusted: dict[tuple[str, int], tuple[str, str]] = {}
+        self._trusted_hosts: dict[str, tuple[str, str]] = {}
+        for t in config.tenants:
+            for e in t.endpoints:
+                if e.trusted:
+                    self._trusted[(e.host, e.port)] = (t.name, e.name)
+                    self._trusted_hosts.setdefault(e.host, (t.name, e.name))
+
+    def tenant_for_host(self, host: str) -> str | None:
+        tenant = self.config.tenant_for_domain(host.strip("[]"))
+        return tenant.name if tenant is not None else None
+
+    def realm(self, tenant: str) -> str:
+        t = self._tenants[tenant]
+        return t.domains[0] if t.domains else t.name
+
+    def password(self, tenant: str, username: str) -> str | None:
+        u = self._users.get((tenant, username))
+        return u.password if u is not None else None
+
+    def display_name(self, tenant: str, username: str) -> str | None:
+        u = self._users.get((tenant, username))
+        return u.display_name if u is not None else None
+
+    def language(self, tenant: str, username: str) -> str:
+        u = self._users.get((tenant, username))
+        return str(u.language) if u is not None else "en"
+
+    def trusted_peer(self, peer: Peer) -> tuple[str, str] | None:
+        return self._trusted.get((peer.host, peer.port))
+
+    def route(self, tenant: str, number: str) -> Target | None:
+        t = self._tenants.get(tenant)
+        if t is None:
+            return None
+        r = t.route(number)
+        if r is None:
+            return None
+        if r.kind == "user":
+            return Target("user", tenant, r.target, r.number)
+        if r.kind == "app":
+            return Target("app", tenant, r.target, r.number)
+        e = next(e for e in t.endpoints if e.name == r.target)
+        return Target("endpoint", tenant, e.name, r.number, Peer(e.transport, e.host, e.port))
+
+
+def settings_from(config: Config) -> SipSettings:
+    s, sec = config.sip, config.security
+    settings = SipSettings(
+        user_agent=s.user_agent,
+        advertise=s.advertise,
+        ring_timeout=s.ring_timeout,
+        timers=Timers(t1=s.timers.t1, t2=s.timers.t2, t4=s.timers.t4, d=s.timers.d),
+        registrar=RegistrarPolicy(min_expires=s.registration.min_expires, max_expires=s.registration.max_expires,
+                                  default_expires=s.registration.default_expires,
+                                  max_contacts=s.registration.max_contacts_per_user),
+        max_message_size=s.limits.max_message_size,
+        max_headers=s.limits.max_headers,
+        max_transactions=s.limits.max_transactions,
+        max_dialogs=s.limits.max_dialogs,
+        auth_failure_limit=sec.auth_failure_limit,
+        auth_failure_window=sec.auth_failure_window,
+        flood_limit=sec.flood_limit,
+        flood_window=sec.flood_window,
+        ban_time=sec.ban_time,
+        nonce_lifetime=sec.nonce_lifetime,
+        md5_only_user_agents=tuple(sec.md5_only_user_agents),
+    )
+    if sec.secret:
+        settings.secret = sec.secret.encode()
+    return settings
+
+
+@dataclass
+class Hatif:
+    """A running Hatif: the SIP server, the media engine and the B2BUA on the current loop."""
+
+    config: Config
+    sip: SipServer
+    b2bua: B2BUA
+    media: MediaEngine
+    anchor: MediaAnchor
+    addresses: list[tuple[str, str, int]]
+
+    def close(self) -> None:
+        self.sip.close()
+        self.media.close()
+
+
+def media_settings_from(config: Config) -> MediaSettings:
+    m = config.media
+    return MediaSettings(host=m.host, advertise=m.advertise, port_min=m.port_min, port_max=m.port_max,
+                         recordings=Path(m.recordings))
+
+
+async def start(config: Config) -> Hatif:
+    sip = SipServer(ConfigDirectory(config), settings_from(config))
+    media = MediaEngine(media_settings_from(config))
+    media.start()
+    prompts = PromptCache(Path(config.media.cache))
+    greeting: dict[str, str] = {str(k): v for k, v in config.media.greeting.items()}
+    # Synthesize the greetings once, off the loop, so the first caller does not wait for espeak-ng.
+    for language, text in config.media.greeting.items():
+        await asyncio.to_thread(prompts.speak, text, language)
+    anchor = MediaAnchor(media, prompts, record=config.media.record, greeting=greeting)
+    b2bua = B2BUA(sip, anchor)
+    addresses: list[tuple[str, str, int]] = []
+    for listen in config.sip.listen:
+        host, port = await sip.listen(listen.transport, listen.host, listen.port)
+        addresses.append((listen.transport, host, port))
+    return Hatif(config, sip, b2bua, media, anchor, addresses)
+
+
+async def serve(config: Config) -> None:
+    hatif = await start(config)
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    tasks: set[asyncio.Task[None]] = set()
+
+    def drain() -> None:
+        log.info("SIGTERM: draining; new calls get 503", extra={"fields": {"live_calls": len(hatif.b2bua.calls)}})
+        hatif.sip.draining = True
+        task = loop.create_task(_wait_drained(hatif, stop))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    loop.add_signal_handler(signal.SIGTERM, drain)
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    log.info("hatif started", extra={"fields": {"version": __version__, "tenants": len(config.tenants)}})
+    try:
+        await stop.wait()
+    finally:
+        hatif.close()
+        log.info("hatif stopped")
+
+
+async def _wait_drained(hatif: Hatif, stop: asyncio.Event, limit: float = 3600.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limit
+    while hatif.b2bua.calls and loop.time() < deadline:
+        await asyncio.sleep(0.5)
+    stop.set()
+
+
+def run(config: Config) -> int:
+    """Run the server until stopped; uvloop when installed."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
+        asyncio.run(serve(config))
+    else:
+        uvloop.run(serve(config))
+    return 0
