@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,11 +81,26 @@ class ConfigDirectory:
         return Target("endpoint", tenant, e.name, r.number, Peer(e.transport, e.host, e.port))
 
 
+def host_address() -> str:
+    """This machine's address as its name resolves, for SDP and Contact when bound to 0.0.0.0."""
+    try:
+        address = socket.gethostbyname(socket.gethostname())
+    except OSError:
+        return "127.0.0.1"
+    return address
+
+
+def _advertise(configured: str | None, bound: str) -> str | None:
+    if configured:
+        return configured
+    return host_address() if bound in ("0.0.0.0", "::") else None
+
+
 def settings_from(config: Config) -> SipSettings:
     s, sec = config.sip, config.security
     settings = SipSettings(
         user_agent=s.user_agent,
-        advertise=s.advertise,
+        advertise=_advertise(s.advertise, s.listen[0].host),
         ring_timeout=s.ring_timeout,
         timers=Timers(t1=s.timers.t1, t2=s.timers.t2, t4=s.timers.t4, d=s.timers.d),
         registrar=RegistrarPolicy(min_expires=s.registration.min_expires, max_expires=s.registration.max_expires,
@@ -125,7 +141,8 @@ class Hatif:
 
 def media_settings_from(config: Config) -> MediaSettings:
     m = config.media
-    return MediaSettings(host=m.host, advertise=m.advertise, port_min=m.port_min, port_max=m.port_max,
+    return MediaSettings(host=m.host, advertise=_advertise(m.advertise, m.host), port_min=m.port_min,
+                         port_max=m.port_max,
                          recordings=Path(m.recordings))
 
 
