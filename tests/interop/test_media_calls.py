@@ -166,3 +166,51 @@ def test_recorded_call_between_two_baresip_phones(recorded_hatif: RunningHatif) 
     left, right = data[4000:-4000, 0], data[4000:-4000, 1]  # skip the edges (buffer fill, hang-up)
     assert band_share(left, 440) > 0.5 and band_share(left, 1000) < 0.01  # the caller's side only
     assert band_share(right, 1000) > 0.5 and band_share(right, 440) < 0.01  # the callee's side only
+
+
+GREETING_CONFIG = """
+sip:
+  listen: ["udp:127.0.0.1:{port}"]
+  timers: {{t1: 0.1, t2: 0.8, t4: 1.0, d: 1.0}}
+media:
+  port_min: {pmin}
+  port_max: {pmax}
+  cache: {cache}
+  greeting:
+    en: "Welcome to Hatif. Goodbye."
+    ar: "مرحبا بكم في هاتف. مع السلامة."
+    fa: "به هاتف خوش آمدید. خدانگهدار."
+logging:
+  level: warning
+tenants:
+  - name: default
+    users:
+      - {{username: "1001", password: "amira-secret-1", language: ar}}
+      - {{username: "1002", password: "reza-secret-22", language: fa}}
+      - {{username: "1005", password: "sara-secret-55", language: en}}
+    dialplan:
+      - {{match: '^601$', to: 'app:greeting'}}
+"""
+
+
+@pytest.mark.parametrize("user,password", [("1001", "amira-secret-1"), ("1002", "reza-secret-22"),
+                                           ("1005", "sara-secret-55")])
+def test_greeting_in_the_callers_language_then_hang_up(tmp_path: Path, user: str, password: str) -> None:
+    text = GREETING_CONFIG.format(port=free_port(tcp=False), pmin=PORT_MIN, pmax=PORT_MAX, cache=tmp_path)
+    with RunningHatif(text) as h:
+        host, port = h.address("udp")
+        with Baresip(user, domain=f"{host}:{port}", password=password, regint=60) as phone:
+            assert phone.registered(10)
+            phone.dial("601")
+            phone.wait_event("CALL_ESTABLISHED", 10)
+            t0 = time.monotonic()
+            phone.wait_event("CALL_CLOSED", 20)  # Hatif hangs up once the greeting is spoken
+            spoken = time.monotonic() - t0
+            h.wait_idle(10)
+            heard = phone.recordings("dec")
+            assert heard, "baresip recorded nothing"
+            with wave.open(str(heard[-1])) as w:
+                audio = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").astype(np.float64)
+    assert 1.0 < spoken < 10.0, spoken
+    rms = float(np.sqrt(np.mean(audio**2)))
+    assert rms > 300, f"the greeting was silent (rms {rms:.0f})"
