@@ -5,7 +5,7 @@
 Hatif runs as `hatif serve` pinned to CPU 0 (taskset), both SIPp instances to CPU 1, all on 127.0.0.1.
 Each step places `rate x seconds` calls with SIPp's built-in `uac` scenario (INVITE, 100, 180, 200, ACK,
 BYE, 200) through Hatif's B2BUA to SIPp's built-in `uas`. A step passes when fewer than 0.1% of the calls
-fail and SIPp reached the rate it was asked for. Prints one line per step and then
+fail and SIPp's own cumulative call rate reached 95% of the rate asked for. Prints one line per step, then
 `b2bua_rate: N calls/s` (the highest passing step). A figure, not a test.
 """
 
@@ -69,12 +69,12 @@ def step(rate: int, seconds: float, hatif_port: int, uac_port: int) -> tuple[int
                call_limit=max(rate * 4, 100), service="2000", recv_timeout_ms=10_000,
                timeout_s=seconds * 3 + 30, extra_args=["-max_recv_loops", "10000", "-max_sched_loops", "10000"])
     uac.args = (*pinned(1), *uac.args)
-    t0 = time.monotonic()
     with uac:
         uac.start()
         result = uac.wait(seconds * 3 + 60)
-    elapsed = time.monotonic() - t0
-    return result.created, result.failed, result.created / elapsed if elapsed else 0.0
+    # SIPp's own cumulative call rate (calls created over its run time), as it prints on its screen.
+    achieved = float(result.counters.get("CallRate(C)", "0") or 0)
+    return result.created, result.failed, achieved
 
 
 def main() -> None:
@@ -101,8 +101,7 @@ def main() -> None:
                 for rate in rates:
                     created, failed, achieved = step(rate, args.seconds, hatif_port, uac_port)
                     ratio = failed / created if created else 1.0
-                    passed = created > 0 and ratio < 0.001 and achieved >= rate * 0.9 * args.seconds / (
-                        args.seconds + 2)
+                    passed = created > 0 and ratio < 0.001 and achieved >= rate * 0.95
                     out.write(f"  rate {rate:5d}/s: {created} calls, {failed} failed ({ratio:.3%}), "
                               f"{achieved:.0f} calls/s achieved {'ok' if passed else 'FAIL'}\n")
                     out.flush()
