@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import uvloop
 
-from hatif.media.dtmf import DtmfDigit, DtmfSender
+from hatif.media.dtmf import DtmfDigit, DtmfSender, dtmf_tone
 from hatif.media.engine import Leg, MediaEngine, MediaSettings
 from hatif.media.g711 import ulaw_decode, ulaw_encode
 from hatif.media.mixing import MonitorMode, monitor_matrix
@@ -174,6 +174,30 @@ def test_echo_play_and_dtmf(run: object, tmp_path: Path) -> None:
         engine.close()
 
     run(main())  # type: ignore[operator]
+
+
+def test_inband_dtmf_when_no_telephone_event(run: object, tmp_path: Path) -> None:
+    """A phone that did not negotiate RFC 4733 sends its digits as tones: Goertzel finds each once."""
+
+    async def main() -> list[str]:
+        loop = asyncio.get_running_loop()
+        engine = await engine_with(tmp_path)
+        leg = engine.open_leg()
+        phone = Phone(loop)
+        leg.set_remote("127.0.0.1", phone.port, 0, None)
+        digits: list[str] = []
+        leg.listen_dtmf(lambda d: digits.append(d.digit))
+        audio = np.concatenate([np.concatenate([dtmf_tone(d, 100), np.zeros(800, np.int16)]) for d in "47*0"])
+        t0 = loop.time()
+        for i in range(len(audio) // FRAME):
+            phone.send_to(leg, ulaw_encode(audio[i * FRAME : (i + 1) * FRAME]))
+            await asyncio.sleep(max(0.0, t0 + (i + 1) * 0.02 - loop.time()))
+        await asyncio.sleep(0.2)
+        phone.close()
+        engine.close()
+        return digits
+
+    assert run(main()) == ["4", "7", "*", "0"]  # type: ignore[operator]
 
 
 def test_recording_is_stereo_and_keeps_time(run: object, tmp_path: Path) -> None:

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from .dtmf import DtmfDigit, DtmfReceiver
+from .dtmf import DtmfDigit, DtmfReceiver, GoertzelDetector
 from .g711 import alaw_decode, alaw_encode, ulaw_decode, ulaw_encode
 from .jitter import JitterBuffer
 from .mixing import mix
@@ -92,6 +92,7 @@ class Leg:
         self.player: Callable[[], npt.NDArray[np.int16] | None] | None = None
         self.on_play_done: Callable[[], None] | None = None
         self.dtmf: DtmfReceiver | None = None
+        self.inband: GoertzelDetector | None = None  # fallback when no telephone-event was negotiated
         self.on_digit: Callable[[DtmfDigit], None] | None = None
         self.jitter: JitterBuffer | None = None
         self.ssrc = random.getrandbits(32)
@@ -250,11 +251,24 @@ class Leg:
         self.engine._playing.discard(self)
 
     def listen_dtmf(self, on_digit: Callable[[DtmfDigit], None]) -> None:
-        """Report RFC 4733 digits received on this leg (each digit once)."""
+        """Report digits received on this leg, each once: RFC 4733 events, or, when the phone did not
+        negotiate telephone-event, tones detected in the audio (Goertzel, ITU-T Q.24 checks)."""
         self.on_digit = on_digit
         if self.dtmf is None:
             self.dtmf = DtmfReceiver()
+        if self.dtmf_pt is None and self.inband is None:
+            self.inband = GoertzelDetector()
+            self._tap()
         self.engine._dtmf_legs.add(self)
+
+    def _inband_tick(self, recorded: bool) -> None:
+        """One frame of in-band detection (skipped while a recorder owns this leg's jitter buffer)."""
+        if self.inband is None or self.jitter is None or recorded:
+            return
+        data = self.jitter.pop()
+        if data is not None and len(data) == FRAME:
+            for digit in self.inband.feed(decode(self.payload_type, data)):
+                self._report((DtmfDigit(digit, self.ts, 0, 0, True),))
 
     def _tap(self) -> JitterBuffer:
         if self.jitter is None:
@@ -465,10 +479,13 @@ class MediaEngine:
                     if leg.jitter is not None:
                         m.feed(leg, leg.jitter.pop())
             m.tick()
+        recorded = {id(b.a) for b in self._recording} | {id(b.b) for b in self._recording}
         for leg in self._dtmf_legs:
             dtmf = leg.dtmf
             if dtmf is not None and dtmf.next_deadline() is not None:
                 leg._report(dtmf.poll(now))
+            if leg.inband is not None:
+                leg._inband_tick(id(leg) in recorded)
 
     def close(self) -> None:
         if self._timer is not None:
