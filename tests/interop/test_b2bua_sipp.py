@@ -157,3 +157,19 @@ tenants:
             assert result.ok and result.successful == 100, result.describe()
             assert uas.stop().successful == 100
         assert h.wait_idle(10) == {"transactions": 0, "calls": 0, "dialogs": 0}
+
+
+def test_183_with_sdp_is_passed_on_with_anchored_media(rig: Rig) -> None:
+    """Early media: the callee's 183 reaches the caller with an SDP that points at Hatif's RTP port."""
+    with rig.uas(SCENARIOS / "uas_early_media.xml") as uas:
+        with rig.uac("uac", max_calls=5, rate=5, recv_timeout_ms=5000, trace_messages=True) as uac:
+            result = uac.wait(30)
+            log = uac.message_path.read_text()
+        assert result.ok and result.successful == 5, result.describe()
+        assert result.message("183").messages == 5
+        assert uas.stop().successful == 5
+    early = [part for part in log.split("-----") if "SIP/2.0 183" in part]
+    assert early and all("m=audio " in part for part in early)
+    ports = {int(line.split()[1]) for part in early for line in part.splitlines() if line.startswith("m=audio")}
+    assert all(20000 <= p < 30000 for p in ports)  # Hatif's range (config default), not the callee's port
+    assert_left_nothing(rig)
