@@ -14,9 +14,9 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import uvloop
-from hatif.config import Config, parse_config
 
 from hatif.app import Hatif, start
+from hatif.config import Config, parse_config
 
 T = TypeVar("T")
 
