@@ -18,11 +18,9 @@ from pathlib import Path
 
 from ..media.engine import Bridge, Leg, MediaEngine
 from ..media.prompts import PromptCache
-from ..sip.sdp import SessionDescription, make_answer, negotiated, with_media_address
+from ..sip.sdp import SUPPORTED, SessionDescription, make_answer, negotiated, with_media_address
 
 log = logging.getLogger(__name__)
-
-SUPPORTED = ("PCMU", "PCMA", "telephone-event")
 
 
 @dataclass(eq=False, slots=True)

@@ -1,93 +1,121 @@
 """Bans: failed authentications and request floods counted per source address (SECURITY.md "Bans").
 
-Sliding windows, time passed in, memory bounded: past `max_tracked` addresses the least recently seen
-ones are forgotten (an attacker rotating addresses cannot grow the table without bound). Defaults follow
-the rule book: 10 failures a minute, or more than 16 requests in 2 s (Kamailio's pike), silence the
-address for 300 s. Other addresses, even using the same account, are not affected.
+Sliding windows, time passed in, memory bounded. Defaults follow the rule book: 10 failed
+authentications within 60 s, or more than 16 requests within 2 s (Kamailio's pike), silence the address
+for 300 s. Other addresses, even ones using the same account, are not affected; trusted trunks are exempt
+because the caller does not count them.
+
+Counters and bans live in two tables, each holding at most `max_tracked` addresses. Counters forget the
+least recently seen address first, so an attacker rotating addresses cannot grow them; bans are kept
+apart, in the order they end, so a flood of fresh addresses cannot push a live ban out early (only a
+table full of live bans drops the one closest to its end).
 """
 
 from __future__ import annotations
 
 import logging
 from collections import OrderedDict, deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(slots=True)
-class _Track:
-    failures: deque[float] = field(default_factory=deque)
-    requests: deque[float] = field(default_factory=deque)
-    banned_until: float = 0.0
+class _Counts:
+    """The recent events of one address: times of failures and of requests, oldest first."""
+
+    failures: deque[float]
+    requests: deque[float]
+
+
+def _slide(times: deque[float], now: float, window: float) -> int:
+    """Append `now`, drop the times that left the window (now - window, now], return how many remain."""
+    times.append(now)
+    while times and times[0] <= now - window:
+        times.popleft()
+    return len(times)
 
 
 class BanList:
-    """Per-address counters and bans."""
+    """Per-address failure and request counters, and the bans they cause."""
 
     def __init__(self, failure_limit: int = 10, failure_window: float = 60.0, flood_limit: int = 16,
                  flood_window: float = 2.0, ban_time: float = 300.0, max_tracked: int = 100_000) -> None:
+        if min(failure_limit, flood_limit, max_tracked) < 1 or min(failure_window, flood_window, ban_time) <= 0:
+            raise ValueError("BanList limits, windows, ban_time and max_tracked must be positive")
         self.failure_limit = failure_limit
         self.failure_window = failure_window
         self.flood_limit = flood_limit
         self.flood_window = flood_window
         self.ban_time = ban_time
         self.max_tracked = max_tracked
-        self._tracks: OrderedDict[str, _Track] = OrderedDict()
+        self._counts: OrderedDict[str, _Counts] = OrderedDict()  # least recently seen first
+        self._bans: OrderedDict[str, float] = OrderedDict()  # address -> end of ban, soonest end first
 
-    def _track(self, addr: str) -> _Track:
-        t = self._tracks.get(addr)
-        if t is None:
-            t = _Track()
-            self._tracks[addr] = t
-            while len(self._tracks) > self.max_tracked:
-                self._tracks.popitem(last=False)
+    def _counts_of(self, addr: str) -> _Counts:
+        counts = self._counts.get(addr)
+        if counts is None:
+            # A window never needs more than limit + 1 entries to decide, so none grows past that.
+            counts = _Counts(deque(maxlen=self.failure_limit), deque(maxlen=self.flood_limit + 1))
+            self._counts[addr] = counts
+            while len(self._counts) > self.max_tracked:
+                self._counts.popitem(last=False)
         else:
-            self._tracks.move_to_end(addr)
-        return t
+            self._counts.move_to_end(addr)
+        return counts
+
+    def _expire(self, now: float) -> None:
+        while self._bans:
+            addr, until = next(iter(self._bans.items()))
+            if until > now:
+                return
+            del self._bans[addr]
 
     def is_banned(self, addr: str, now: float) -> bool:
-        t = self._tracks.get(addr)
-        return t is not None and t.banned_until > now
+        until = self._bans.get(addr)
+        return until is not None and until > now
 
-    def _ban(self, addr: str, t: _Track, now: float, why: str) -> bool:
-        if t.banned_until > now:
-            return False
-        t.banned_until = now + self.ban_time
-        t.failures.clear()
-        t.requests.clear()
-        log.warning("address banned", extra={"fields": {"source": addr, "reason": why, "seconds": self.ban_time}})
+    def _ban(self, addr: str, now: float, reason: str, count: int) -> bool:
+        self._expire(now)
+        self._bans.pop(addr, None)
+        self._bans[addr] = now + self.ban_time
+        while len(self._bans) > self.max_tracked:
+            self._bans.popitem(last=False)
+        self._counts.pop(addr, None)
+        log.warning("address banned", extra={"fields": {
+            "source": addr, "reason": reason, "count": count, "seconds": self.ban_time}})
         return True
 
     def record_failure(self, addr: str, now: float) -> bool:
-        """Count a failed authentication; True when this one caused a ban."""
-        t = self._track(addr)
-        q = t.failures
-        q.append(now)
-        while q and q[0] <= now - self.failure_window:
-            q.popleft()
-        if len(q) >= self.failure_limit:
-            return self._ban(addr, t, now, f"{len(q)} failed authentications in {self.failure_window:g} s")
+        """Count a failed authentication from `addr`; True when this one caused a ban."""
+        if self.is_banned(addr, now):
+            return False
+        counts = self._counts_of(addr)
+        n = _slide(counts.failures, now, self.failure_window)
+        if n >= self.failure_limit:
+            return self._ban(addr, now, f"failed authentications within {self.failure_window:g} s", n)
         return False
 
     def record_request(self, addr: str, now: float) -> bool:
-        """Count a request (trusted endpoints are not counted by the caller); True when it caused a ban."""
-        t = self._track(addr)
-        q = t.requests
-        q.append(now)
-        while q and q[0] <= now - self.flood_window:
-            q.popleft()
-        if len(q) > self.flood_limit:
-            return self._ban(addr, t, now, f"more than {self.flood_limit} requests in {self.flood_window:g} s")
+        """Count a request from `addr` (the caller skips trusted trunks); True when this one caused a ban."""
+        if self.is_banned(addr, now):
+            return False
+        counts = self._counts_of(addr)
+        n = _slide(counts.requests, now, self.flood_window)
+        if n > self.flood_limit:
+            return self._ban(addr, now, f"request flood within {self.flood_window:g} s", n)
         return False
 
     def banned(self, now: float) -> list[tuple[str, float]]:
-        return [(a, t.banned_until) for a, t in self._tracks.items() if t.banned_until > now]
+        """The addresses banned at `now`, with the time each ban ends, soonest end first."""
+        self._expire(now)
+        return list(self._bans.items())
 
     def unban(self, addr: str) -> None:
-        t = self._tracks.get(addr)
-        if t is not None:
-            t.banned_until = 0.0
+        """Lift a ban by hand, and forget the address's counts."""
+        self._bans.pop(addr, None)
+        self._counts.pop(addr, None)
 
     def __len__(self) -> int:
-        return len(self._tracks)
+        """How many addresses the counters track (bans are bounded apart)."""
+        return len(self._counts)
