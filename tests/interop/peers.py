@@ -62,8 +62,9 @@ def require(program: str) -> str:
 
 # --- free ports on loopback ---------------------------------------------------------------------------
 
-_PORT_LOW, _PORT_HIGH = 20000, 32000
-"""Below Linux's ephemeral range (32768-60999), so outgoing connections never take a port handed out here."""
+_PORT_LOW, _PORT_HIGH = 10000, 19990
+"""Below Linux's ephemeral range (32768-60999), so outgoing connections never take a port handed out here,
+and below Hatif's default RTP range (20000-30000), so a server under test never takes one either."""
 
 _random = random.SystemRandom()
 _reserved: set[int] = set()
