@@ -50,7 +50,7 @@ class Phone:
         self.sock.close()
 
     def request(self, method: str, user: str = "1001", target: str = "1001", extra: str = "",
-                from_user: str | None = None) -> str:
+                from_user: str | None = None, body: str = "") -> str:
         self.n += 1
         host, port = self.server
         ruri = f"sip:{host}:{port}" if method == "REGISTER" else f"sip:{target}@{host}:{port}"
@@ -59,7 +59,8 @@ class Phone:
                 f"Via: SIP/2.0/UDP {self.host}:{self.port};branch=z9hG4bK{self.n}x{time.monotonic_ns()};rport\r\n"
                 f"From: <sip:{from_user or user}@{host}>;tag=t{self.n}\r\nTo: {to}\r\n"
                 f"Call-ID: c{self.n}-{self.port}\r\nCSeq: {self.n} {method}\r\nMax-Forwards: 70\r\n"
-                f"Contact: <sip:{user}@{self.host}:{self.port}>\r\n{extra}Content-Length: 0\r\n\r\n")
+                f"Contact: <sip:{user}@{self.host}:{self.port}>\r\n{extra}"
+                f"Content-Length: {len(body.encode())}\r\n\r\n{body}")
 
     def send(self, text: str | bytes) -> Response:
         self.sock.sendto(text.encode() if isinstance(text, str) else text, self.server)
@@ -111,7 +112,8 @@ def phone(hatif: RunningHatif) -> Iterator[Phone]:
 
 
 def authorized(phone: Phone, method: str, user: str, password: str, **kw: str) -> Response:
-    first = phone.send(phone.request(method, user, **kw))
+    extra = kw.pop("extra", "")
+    first = phone.send(phone.request(method, user, extra=extra, **kw))
     assert first.status in (401, 407)
     header = "WWW-Authenticate" if first.status == 401 else "Proxy-Authenticate"
     challenge = first.headers.get_all(header)[0]
@@ -120,7 +122,7 @@ def authorized(phone: Phone, method: str, user: str, password: str, **kw: str) -
         f"sip:{kw.get('target', user)}@{phone.server[0]}:{phone.server[1]}"
     creds = digest_response(challenge, method, uri, user, password, cnonce="abcdef", nc=1)
     name = "Authorization" if first.status == 401 else "Proxy-Authorization"
-    return phone.send(phone.request(method, user, extra=f"{name}: {creds}\r\n", **kw))
+    return phone.send(phone.request(method, user, extra=f"{extra}{name}: {creds}\r\n", **kw))
 
 
 def test_register_challenged_then_accepted(phone: Phone, hatif: RunningHatif) -> None:
@@ -194,3 +196,16 @@ def test_request_flood_silences_the_source(hatif: RunningHatif, phone: Phone) ->
     assert answered <= 101  # answers stop once the flood limit is passed
     assert phone.silent(phone.request("OPTIONS"))
     assert hatif.call(lambda: hatif.h.sip.stats["dropped_banned"]) > 0
+
+
+def test_unusable_sdp_is_refused_488(phone: Phone, hatif: RunningHatif) -> None:
+    callee = Phone(phone.server, "127.0.0.3")
+    try:
+        assert authorized(callee, "REGISTER", "1002", "reza-secret-22").status == 200
+        bad_sdp = "Content-Type: application/sdp\r\n"
+        resp = authorized(phone, "INVITE", "1001", "amira-secret-1", target="1002", extra=bad_sdp,
+                          body="v=0\r\nthis is not SDP\r\n")
+        assert resp.status == 488 and "SDP" in resp.reason
+        assert hatif.counts()["calls"] == 0
+    finally:
+        callee.close()

@@ -151,8 +151,7 @@ class B2BUA:
             try:
                 body = self.anchor.offer(call_id, "a", body)
             except (ValueError, RuntimeError) as e:
-                self.anchor.end(call_id)
-                srv.respond(tx, make_response(request, 488, f"Not Acceptable Here: {e}"[:120], to_tag=a_tag))
+                self._refuse_media(call_id, request, tx, a_tag, e)
                 return
         b_invite = self._b_invite(request, caller, ruri, to_uri, b_peer, body)
         call = B2BCall(call_id, caller.tenant, caller, target, request, tx, peer, a_tag, b_peer,
@@ -167,6 +166,19 @@ class B2BUA:
         assert isinstance(tx_b, ClientInviteTransaction)
         call.b_tx = tx_b
         call.timers.append(srv.loop.call_later(srv.settings.ring_timeout, self._ring_timeout, call))
+
+    def _refuse_media(self, call_id: str, request: Request, tx: ServerInviteTransaction, a_tag: str,
+                      error: Exception) -> None:
+        """An SDP we cannot use is 488 (RFC 3264 §6); no RTP port left is 503, worth a retry later."""
+        assert self.anchor is not None
+        self.anchor.end(call_id)
+        if isinstance(error, ValueError):
+            resp = make_response(request, 488, f"Not Acceptable Here: {error}"[:120], to_tag=a_tag)
+        else:
+            log.warning("media unavailable", extra={"fields": {"error": str(error)}})
+            resp = make_response(request, 503, "Service Unavailable: no media port", to_tag=a_tag,
+                                 extra=[("Retry-After", "5")])
+        self.server.respond(tx, resp)
 
     def _track(self, call: B2BCall) -> None:
         self.calls[call.id] = call
@@ -184,8 +196,7 @@ class B2BUA:
         try:
             body = self.anchor.answer_locally(call_id, request.body)
         except (ValueError, RuntimeError) as e:
-            self.anchor.end(call_id)
-            srv.respond(tx, make_response(request, 488, f"Not Acceptable Here: {e}"[:120], to_tag=a_tag))
+            self._refuse_media(call_id, request, tx, a_tag, e)
             return
         call = B2BCall(call_id, caller.tenant, caller, target, request, tx, peer, a_tag, None, None, now,
                        retransmit_interval=srv.settings.timers.t1)
