@@ -1,0 +1,27 @@
+"""Simulation of a contact center: `fast` runs the real ACD router on a virtual clock."""
+
+from .fast import (
+    Estimate,
+    HandleDistribution,
+    QueueResult,
+    Scenario,
+    SimAgent,
+    SimulationResult,
+    Traffic,
+    compare_strategies,
+    run_fast,
+    single_queue_scenario,
+)
+
+__all__ = [
+    "Estimate",
+    "HandleDistribution",
+    "QueueResult",
+    "Scenario",
+    "SimAgent",
+    "SimulationResult",
+    "Traffic",
+    "compare_strategies",
+    "run_fast",
+    "single_queue_scenario",
+]
