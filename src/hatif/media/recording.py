@@ -10,6 +10,7 @@ file on disk is always a valid WAV. Closing computes the SHA-256 of the finished
 from __future__ import annotations
 
 import hashlib
+import random
 import struct
 from pathlib import Path
 from typing import BinaryIO
@@ -34,7 +35,7 @@ def wav_header(data_bytes: int, channels: int = 2, rate: int = 8000, bits: int =
 class StereoRecorder:
     """One call's recording: channel 0 (left) and channel 1 (right), each fed per tick."""
 
-    __slots__ = ("_file", "_left", "_right", "_types", "data_bytes", "frames", "path", "sha256")
+    __slots__ = ("_file", "_flush_phase", "_left", "_right", "_types", "data_bytes", "frames", "path", "sha256")
 
     def __init__(self, path: Path, left_type: int = 0, right_type: int = 0) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -47,6 +48,9 @@ class StereoRecorder:
         self.frames = 0
         self.data_bytes = 0
         self.sha256: str | None = None
+        # Calls answered in the same tick would otherwise all flush in the same tick once a second
+        # (a jitter spike measured by bench/rtp_relay.py): each recorder flushes at its own phase.
+        self._flush_phase = random.randrange(FLUSH_FRAMES)
 
     def set_payload_types(self, left: int, right: int) -> None:
         self._types = [left, right]
@@ -56,7 +60,7 @@ class StereoRecorder:
         self._left += left if left is not None and len(left) == FRAME else SILENCE.get(self._types[0], SILENCE[0])
         self._right += right if right is not None and len(right) == FRAME else SILENCE.get(self._types[1], SILENCE[0])
         self.frames += 1
-        if self.frames % FLUSH_FRAMES == 0:
+        if (self.frames + self._flush_phase) % FLUSH_FRAMES == 0:
             self.flush()
 
     def _decode(self, data: bytearray, payload_type: int) -> np.ndarray:
