@@ -29,7 +29,6 @@ class AnchoredCall:
     legs: dict[str, Leg] = field(default_factory=dict)  # "a" faces the caller, "b" the callee
     bridge: Bridge | None = None
     recording: Path | None = None
-    version: int = 1
     digits: list[str] = field(default_factory=list)
     bridged_at: float | None = None
 
@@ -68,7 +67,6 @@ class MediaAnchor:
     def _rewrite(self, call: AnchoredCall, facing: str, description: SessionDescription) -> bytes:
         """The SDP to send toward `facing`, pointing at the leg that faces it."""
         leg = self._leg(call, facing)
-        call.version += 1
         return with_media_address(description, self.engine.settings.sdp_address, leg.local_port).serialize()
 
     def offer(self, call_id: str, from_side: str, body: bytes) -> bytes:
@@ -109,7 +107,7 @@ class MediaAnchor:
         offer = SessionDescription.parse(offer_body)
         leg = self._leg(call, "a")
         answer = make_answer(offer, self.engine.settings.sdp_address, leg.local_port, self.session_id,
-                                 call.version, supported=SUPPORTED)
+                                 1, supported=SUPPORTED)
         n = negotiated(answer)
         remote = negotiated(offer)
         leg.set_remote(remote.address, remote.port, n.payload_type, n.dtmf_payload_type)
