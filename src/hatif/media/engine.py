@@ -35,6 +35,7 @@ from .dtmf import DtmfDigit, DtmfReceiver, GoertzelDetector
 from .g711 import alaw_decode, alaw_encode, ulaw_decode, ulaw_encode
 from .jitter import JitterBuffer
 from .mixing import mix
+from .prompts import Player
 from .recording import StereoRecorder
 from .rtp import RtpError, payload_bounds
 
@@ -223,22 +224,7 @@ class Leg:
     def play(self, samples: npt.NDArray[np.int16], loop: bool = False,
              on_done: Callable[[], None] | None = None) -> None:
         """Play 8 kHz samples to this leg, frame by frame on the engine's clock (replacing what played)."""
-        total = len(samples)
-        pos = 0
-
-        def next_frame() -> npt.NDArray[np.int16] | None:
-            nonlocal pos
-            if pos >= total:
-                if not loop or total == 0:
-                    return None
-                pos = 0
-            frame = samples[pos : pos + FRAME]
-            pos += FRAME
-            if len(frame) < FRAME:
-                frame = np.concatenate([frame, np.zeros(FRAME - len(frame), np.int16)])
-            return frame
-
-        self.player = next_frame
+        self.player = Player(samples, loop=loop).next_frame
         self.on_play_done = on_done
         self.muted_out = True
         self._marker = True
