@@ -73,8 +73,8 @@ class RunningHatif:
         """Transactions, calls and dialogs held right now."""
         def read() -> dict[str, int]:
             h = self.h
-            return {"transactions": len(h.sip.transactions), "calls": len(h.b2bua.calls),
-                    "dialogs": h.b2bua.dialog_count()}
+            return {"transactions": len(h.sip.transactions), "calls": len(h.control.calls),
+                    "dialogs": h.control.dialog_count()}
         return self.call(read)
 
     def wait_idle(self, timeout: float = 10.0) -> dict[str, int]:

@@ -1,4 +1,4 @@
-"""Wiring: the configuration becomes a running SIP server with its registrar and B2BUA.
+"""Wiring: the configuration becomes a running SIP server, its registrar, the media engine and call control.
 
 `start(config)` builds everything on the running loop and returns a `Hatif` handle (tests use it to
 start a server on free ports and look inside); `run(config)` is what `hatif serve` calls: it runs until
@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import __version__
-from .calls.anchor import MediaAnchor
+from .calls.apps import register_builtin
+from .calls.control import CallControl
 from .config import Config
 from .media.engine import MediaEngine, MediaSettings
 from .media.prompts import PromptCache
-from .sip.b2bua import B2BUA
 from .sip.registrar import RegistrarPolicy
 from .sip.server import SipServer, SipSettings, Target
 from .sip.transaction import Timers
@@ -80,6 +80,11 @@ class ConfigDirectory:
         e = next(e for e in t.endpoints if e.name == r.target)
         return Target("endpoint", tenant, e.name, r.number, Peer(e.transport, e.host, e.port))
 
+    def endpoint_peer(self, tenant: str, name: str) -> Peer | None:
+        t = self._tenants.get(tenant)
+        e = t.endpoint(name) if t is not None else None
+        return Peer(e.transport, e.host, e.port) if e is not None else None
+
 
 def host_address() -> str:
     """This machine's address as its name resolves, for SDP and Contact when bound to 0.0.0.0."""
@@ -125,16 +130,16 @@ def settings_from(config: Config) -> SipSettings:
 
 @dataclass
 class Hatif:
-    """A running Hatif: the SIP server, the media engine and the B2BUA on the current loop."""
+    """A running Hatif: the SIP server, the media engine and call control on the current loop."""
 
     config: Config
     sip: SipServer
-    b2bua: B2BUA
+    control: CallControl
     media: MediaEngine
-    anchor: MediaAnchor
     addresses: list[tuple[str, str, int]]
 
     def close(self) -> None:
+        self.control.close()
         self.sip.close()
         self.media.close()
 
@@ -155,13 +160,13 @@ async def start(config: Config) -> Hatif:
     # Synthesize the greetings once, off the loop, so the first caller does not wait for espeak-ng.
     for language, text in config.media.greeting.items():
         await asyncio.to_thread(prompts.speak, text, language)
-    anchor = MediaAnchor(media, prompts, record=config.media.record, greeting=greeting)
-    b2bua = B2BUA(sip, anchor)
+    control = CallControl(sip, media, prompts, record=config.media.record, recordings=Path(config.media.recordings))
+    register_builtin(control, greeting)
     addresses: list[tuple[str, str, int]] = []
     for listen in config.sip.listen:
         host, port = await sip.listen(listen.transport, listen.host, listen.port)
         addresses.append((listen.transport, host, port))
-    return Hatif(config, sip, b2bua, media, anchor, addresses)
+    return Hatif(config, sip, control, media, addresses)
 
 
 async def serve(config: Config) -> None:
@@ -171,7 +176,7 @@ async def serve(config: Config) -> None:
     tasks: set[asyncio.Task[None]] = set()
 
     def drain() -> None:
-        log.info("SIGTERM: draining; new calls get 503", extra={"fields": {"live_calls": len(hatif.b2bua.calls)}})
+        log.info("SIGTERM: draining; new calls get 503", extra={"fields": {"live_calls": len(hatif.control.calls)}})
         hatif.sip.draining = True
         task = loop.create_task(_wait_drained(hatif, stop))
         tasks.add(task)
@@ -190,7 +195,7 @@ async def serve(config: Config) -> None:
 async def _wait_drained(hatif: Hatif, stop: asyncio.Event, limit: float = 3600.0) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + limit
-    while hatif.b2bua.calls and loop.time() < deadline:
+    while hatif.control.calls and loop.time() < deadline:
         await asyncio.sleep(0.5)
     stop.set()
 

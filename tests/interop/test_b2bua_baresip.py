@@ -57,7 +57,7 @@ def test_register_call_and_hangup_from_either_side(hatif: RunningHatif) -> None:
                 callee.wait_event("CALL_CLOSED", 10, since=ce)
                 counts = hatif.wait_idle(timeout=10)
                 assert counts["calls"] == 0 and counts["dialogs"] == 0, counts
-        stats = hatif.call(lambda: dict(hatif.h.b2bua.stats))
+        stats = hatif.call(lambda: dict(hatif.h.control.stats))
         assert stats["answered"] == 4
 
 

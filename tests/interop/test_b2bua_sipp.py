@@ -83,7 +83,7 @@ def test_2000_calls_at_100_per_second() -> None:
         assert all(row.unexpected == 0 for row in server_side.messages), server_side.messages
         counts = r.hatif.wait_idle(timeout=5)
         assert counts["calls"] == 0 and counts["dialogs"] == 0
-        stats = r.hatif.call(lambda: dict(r.hatif.h.b2bua.stats))
+        stats = r.hatif.call(lambda: dict(r.hatif.h.control.stats))
         assert stats["calls"] == 2000 and stats["answered"] == 2000
 
 
@@ -105,7 +105,7 @@ def test_no_answer_within_ring_timeout_gives_480_and_cancels_callee(rig: Rig, tm
         callee = uas.stop()
         # The callee saw a CANCEL for each call and completed its scenario (487 and ACK).
         assert callee.successful == 3, callee.describe()
-    stats = rig.hatif.call(lambda: dict(rig.hatif.h.b2bua.stats))
+    stats = rig.hatif.call(lambda: dict(rig.hatif.h.control.stats))
     assert stats["no_answer"] == 3
     assert_left_nothing(rig)
 
@@ -116,7 +116,7 @@ def test_cancel_before_answer_gives_487_and_cancels_callee(rig: Rig) -> None:
             result = uac.wait(30)
         assert result.ok and result.successful == 5, result.describe()
         assert uas.stop().successful == 5
-    stats = rig.hatif.call(lambda: dict(rig.hatif.h.b2bua.stats))
+    stats = rig.hatif.call(lambda: dict(rig.hatif.h.control.stats))
     assert stats["cancelled"] == 5
     assert_left_nothing(rig)
 

@@ -94,7 +94,7 @@ def test_sipp_pcap_into_echo_test(tmp_path: Path) -> None:
                 assert result.ok, result.describe()
                 media_port = uac.media_port
             time.sleep(0.3)
-            finished = h.call(lambda: list(h.h.anchor.finished))
+            finished = h.call(lambda: list(h.h.control.finished))
     finally:
         counter.close()
     hatif_ports = range(PORT_MIN, PORT_MAX)
@@ -156,7 +156,7 @@ def test_recorded_call_between_two_baresip_phones(recorded_hatif: RunningHatif) 
         ended = time.monotonic()
         b.wait_event("CALL_CLOSED", 10)
         h.wait_idle(10)
-    finished = h.call(lambda: list(h.h.anchor.finished))
+    finished = h.call(lambda: list(h.h.control.finished))
     assert len(finished) == 1 and finished[0].recording is not None and finished[0].sha256
     with wave.open(str(finished[0].recording)) as w:
         assert (w.getnchannels(), w.getframerate(), w.getsampwidth()) == (2, 8000, 2)

@@ -36,7 +36,7 @@ from .g711 import alaw_decode, alaw_encode, ulaw_decode, ulaw_encode
 from .jitter import JitterBuffer
 from .mixing import mix
 from .prompts import Player
-from .recording import StereoRecorder
+from .recording import MonoRecorder, StereoRecorder
 from .rtp import RtpError, payload_bounds
 
 log = logging.getLogger(__name__)
@@ -153,11 +153,32 @@ class Leg:
                 self._to_jitter(n)
             peer = self.peer
             if peer is not None and not self.mixed and not peer.muted_out and peer.remote is not None:
+                out: bytes | memoryview = view[:n]
+                if pt != peer.payload_type and pt == self.payload_type:
+                    converted = self._transcode(n, peer.payload_type)
+                    if converted is None:
+                        continue
+                    out = converted
+                elif pt == self.dtmf_pt and pt != peer.dtmf_pt:
+                    if peer.dtmf_pt is None:
+                        continue  # the other side takes no RFC 4733 events
+                    buf[1] = (buf[1] & 0x80) | peer.dtmf_pt
                 try:
-                    peer.sock.sendto(view[:n], peer.remote)
+                    peer.sock.sendto(out, peer.remote)
                 except OSError:
                     continue
                 self.relayed += 1
+
+    def _transcode(self, n: int, to_type: int) -> bytes | None:
+        """The packet with its G.711 payload converted to the other leg's law (each leg negotiates its own)."""
+        try:
+            start, end = payload_bounds(self._view[:n])
+        except RtpError:
+            self.dropped_invalid += 1
+            return None
+        header = bytearray(self._view[:start])
+        header[1] = (header[1] & 0x80) | to_type
+        return bytes(header) + encode(to_type, decode(self.payload_type, self._view[start:end]))
 
     def _to_jitter(self, n: int) -> None:
         assert self.jitter is not None
@@ -268,6 +289,7 @@ class Leg:
         engine = self.engine
         engine._playing.discard(self)
         engine._dtmf_legs.discard(self)
+        engine.stop_recording_leg(self)
         with contextlib.suppress(Exception):
             engine.loop.remove_reader(self.sock.fileno())
         self.sock.close()
@@ -376,6 +398,7 @@ class MediaEngine:
         self._recording: set[Bridge] = set()
         self._mixes: set[Mix] = set()
         self._dtmf_legs: set[Leg] = set()
+        self._leg_recorders: dict[Leg, MonoRecorder] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._t0 = 0.0
         self.ticks = 0
@@ -409,6 +432,18 @@ class MediaEngine:
 
     def bridge(self, a: Leg, b: Leg, record: Path | None = None) -> Bridge:
         return Bridge(self, a, b, record)
+
+    def record_leg(self, leg: Leg, path: Path) -> MonoRecorder:
+        """Record what one leg receives (mono WAV) until `stop_recording_leg`; in-band DTMF keeps working."""
+        self.stop_recording_leg(leg)
+        leg._tap()
+        recorder = MonoRecorder(path)
+        self._leg_recorders[leg] = recorder
+        return recorder
+
+    def stop_recording_leg(self, leg: Leg) -> str | None:
+        recorder = self._leg_recorders.pop(leg, None)
+        return recorder.close() if recorder is not None else None
 
     def echo(self, leg: Leg) -> None:
         """Send a leg's own audio back to it (the echo test)."""
@@ -465,7 +500,15 @@ class MediaEngine:
                     if leg.jitter is not None:
                         m.feed(leg, leg.jitter.pop())
             m.tick()
+        for leg, mono in self._leg_recorders.items():
+            data = leg.jitter.pop() if leg.jitter is not None else None
+            samples = decode(leg.payload_type, data) if data is not None and len(data) == FRAME else None
+            mono.add(samples)
+            if samples is not None and leg.inband is not None:
+                for digit in leg.inband.feed(samples):
+                    leg._report((DtmfDigit(digit, leg.ts, 0, 0, True),))
         recorded = {id(b.a) for b in self._recording} | {id(b.b) for b in self._recording}
+        recorded.update(id(leg) for leg in self._leg_recorders)
         for leg in self._dtmf_legs:
             dtmf = leg.dtmf
             if dtmf is not None and dtmf.next_deadline() is not None:

@@ -101,3 +101,70 @@ class StereoRecorder:
                 digest.update(chunk)
         self.sha256 = digest.hexdigest()
         return self.sha256
+
+
+class MonoRecorder:
+    """What one leg says (voicemail, a caller's name): mono 8 kHz 16-bit WAV, written as it goes.
+
+    Fed decoded frames once per tick; flushed once a second with valid RIFF sizes, like `StereoRecorder`.
+    It keeps the level of each frame so that a caller's silence can end a recording.
+    """
+
+    __slots__ = ("_file", "_pending", "data_bytes", "frames", "path", "quiet_frames", "sha256", "voiced_frames")
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._file: BinaryIO | None = path.open("wb")
+        self._file.write(wav_header(0, channels=1))
+        self._pending: list[bytes] = []
+        self.frames = 0
+        self.data_bytes = 0
+        self.quiet_frames = 0  # consecutive frames below the speech threshold, up to now
+        self.voiced_frames = 0
+        self.sha256: str | None = None
+
+    def add(self, samples: np.ndarray | None) -> None:
+        """One 20 ms frame of decoded samples (None: nothing arrived, recorded as silence)."""
+        if samples is None or len(samples) != FRAME:
+            samples = np.zeros(FRAME, dtype=np.int16)
+        level = float(np.sqrt(np.mean(samples.astype(np.float64) ** 2)))
+        if level < 200.0:  # about -44 dBFS: line noise, not speech
+            self.quiet_frames += 1
+        else:
+            self.quiet_frames = 0
+            self.voiced_frames += 1
+        self._pending.append(samples.astype("<i2").tobytes())
+        self.frames += 1
+        if self.frames % FLUSH_FRAMES == 0:
+            self.flush()
+
+    def flush(self) -> None:
+        f = self._file
+        if f is None or not self._pending:
+            return
+        raw = b"".join(self._pending)
+        self._pending.clear()
+        f.seek(44 + self.data_bytes)
+        f.write(raw)
+        self.data_bytes += len(raw)
+        f.seek(0)
+        f.write(wav_header(self.data_bytes, channels=1))
+        f.flush()
+
+    @property
+    def duration(self) -> float:
+        return self.frames * FRAME / 8000
+
+    def close(self) -> str:
+        if self._file is None:
+            return self.sha256 or ""
+        self.flush()
+        self._file.close()
+        self._file = None
+        digest = hashlib.sha256()
+        with self.path.open("rb") as f:
+            for chunk in iter(lambda: f.read(1 << 16), b""):
+                digest.update(chunk)
+        self.sha256 = digest.hexdigest()
+        return self.sha256

@@ -47,7 +47,7 @@ log = logging.getLogger(__name__)
 
 ClientTx = ClientInviteTransaction | ClientNonInviteTransaction
 ServerTx = ServerInviteTransaction | ServerNonInviteTransaction
-ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, INFO, UPDATE"
+ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, INFO, UPDATE, REFER, NOTIFY"
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,551 @@
+"""A call: the caller's leg and every leg Hatif placed for it, the bridges between them, and the async API.
+
+`Call` implements `hatif.calls.api.Channel` for its caller (answer, play, say, collect, record, connect,
+hang up) and adds what supervisors, queues and agents need: bridge two legs, hold and resume with music,
+blind and attended transfer, conferences. Each state change is an event (`CallControl.emit`).
+
+How a call ends: when the caller's leg ends, every other leg is hung up; when a leg bridged to the caller
+ends, the caller is left alone (the application that connected them decides what follows: a direct
+extension call hangs up, an IVR may offer voicemail). When the last leg ends the call's record is written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..media import prompts as tones
+from ..media.engine import Bridge, Mix
+from ..sip.message import Request, make_response
+from ..sip.uri import URI
+from ..store.records import CallRecord, LegRecord
+from .api import Hangup, Outcome, Recorded, Samples
+from .leg import LegState, SipLeg
+
+if TYPE_CHECKING:
+    from ..sip.server import ServerTx
+    from .control import CallControl
+
+log = logging.getLogger(__name__)
+
+RINGBACK = np.concatenate([tones.tone(425.0, 1000, 0.2), tones.silence(4000)])  # ITU-T E.180 ringing tone
+
+
+def ringback() -> Samples:
+    return RINGBACK
+
+
+@dataclass(eq=False)
+class Conference:
+    """A named room: every member hears every other member (mixed on the engine's clock)."""
+
+    name: str
+    tenant: str
+    members: list[SipLeg] = field(default_factory=list)
+    mix: Mix | None = None
+
+
+class Call:
+    """One call, from the caller's INVITE (or an originated call) to the last leg's end."""
+
+    def __init__(self, control: CallControl, tenant: str, caller_number: str, caller_name: str | None,
+                 called_number: str, language: str) -> None:
+        self.control = control
+        self.id = secrets.token_hex(8)
+        self.tenant = tenant
+        self.caller_number = caller_number
+        self.caller_name = caller_name
+        self.called_number = called_number
+        self.language = language
+        self.variables: dict[str, str] = {}
+        self.caller: SipLeg | None = None
+        self.legs: list[SipLeg] = []
+        self.partner: dict[SipLeg, SipLeg] = {}  # who each leg is bridged with
+        self.bridges: dict[SipLeg, Bridge] = {}
+        self.recordings: list[tuple[Path, Bridge]] = []
+        self.recording: Path | None = None
+        self.recording_sha256: str | None = None
+        self.recorded_seconds = 0.0
+        self.outcome: str | None = None  # set by applications ("voicemail", "ivr" ...); else derived
+        self.failure: tuple[int, str] | None = None  # the last outbound attempt's final status and reason
+        self.talk_seconds = 0.0
+        self._bridged_at: dict[SipLeg, float] = {}
+        self._changed = asyncio.Event()
+        self._transferring = 0
+        self.started = control.loop.time()
+        self.wall_started = time.time()
+        self.finished = False
+        self.digits_heard: list[str] = []
+        self.conference: Conference | None = None
+        self.on_end: list[Callable[[Call], None]] = []
+
+    def __repr__(self) -> str:
+        return f"<Call {self.id} {self.caller_number}->{self.called_number}>"
+
+    # -- Channel: the caller's side -------------------------------------------------------------------
+
+    @property
+    def ended(self) -> bool:
+        return self.caller is None or self.caller.ended
+
+    def _leg(self) -> SipLeg:
+        caller = self.caller
+        if caller is None or caller.ended:
+            raise Hangup(self.id)
+        return caller
+
+    async def answer(self) -> None:
+        leg = self._leg()
+        leg.answer()
+
+    async def play(self, audio: Samples | Path, *, interrupt: bool = False) -> str | None:
+        leg = self._leg()
+        leg.answer()
+        samples = audio if isinstance(audio, np.ndarray) else await self.control.prompts.wav_async(audio)
+        return await self.play_to(leg, samples, interrupt=interrupt)
+
+    async def say(self, text: str, *, language: str | None = None, interrupt: bool = False) -> str | None:
+        leg = self._leg()
+        leg.answer()
+        samples = await self.control.prompts.speak_async(text, language or self.language)
+        return await self.play_to(leg, samples, interrupt=interrupt)
+
+    async def play_to(self, leg: SipLeg, samples: Samples, *, interrupt: bool = False) -> str | None:
+        """Play to any leg of the call; with `interrupt` a digit pressed stops it and is returned."""
+        if leg.ended:
+            raise Hangup(self.id)
+        loop = self.control.loop
+        done: asyncio.Future[None] = loop.create_future()
+
+        def finished() -> None:
+            if not done.done():
+                done.set_result(None)
+
+        if interrupt and leg.digits:
+            return leg.digits.popleft()  # typed ahead: the prompt is skipped
+        leg.media.play(samples, on_done=finished)
+        waits: list[asyncio.Future[Any]] = [done, leg.finished]
+        digit_task: asyncio.Task[str | None] | None = None
+        if interrupt:
+            digit_task = loop.create_task(leg.next_digit(len(samples) / 8000 + 5.0))
+            waits.append(digit_task)
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if digit_task is not None and not digit_task.done():
+                digit_task.cancel()
+        if leg.ended:
+            raise Hangup(self.id)
+        if digit_task is not None and digit_task.done() and not digit_task.cancelled():
+            digit = digit_task.result()
+            if digit is not None:
+                leg.media.stop_playing()
+                return digit
+        if not done.done():
+            leg.media.stop_playing()
+        return None
+
+    async def collect(self, *, max_digits: int = 1, timeout: float = 5.0, inter_digit: float = 3.0,
+                      terminators: str = "#") -> str:
+        leg = self._leg()
+        leg.answer()
+        got = ""
+        wait = timeout
+        while len(got) < max_digits:
+            digit = await leg.next_digit(wait)
+            if leg.ended:
+                raise Hangup(self.id)
+            if digit is None:
+                break
+            if digit in terminators:
+                break
+            got += digit
+            wait = inter_digit
+        self.digits_heard.extend(got)
+        return got
+
+    async def record(self, path: Path, *, max_seconds: float = 120.0, terminators: str = "#",
+                     beep: bool = True, silence_seconds: float | None = None) -> Recorded:
+        leg = self._leg()
+        leg.answer()
+        if beep:
+            await self.play_to(leg, tones.beep())
+        leg.digits.clear()
+        engine = self.control.media
+        recorder = engine.record_leg(leg.media, path)
+        loop = self.control.loop
+        deadline = loop.time() + max_seconds
+        ended_by: str = "max_length"
+        while True:
+            left = deadline - loop.time()
+            if left <= 0:
+                break
+            digit = await leg.next_digit(min(left, 0.1))
+            if leg.ended:
+                ended_by = "hangup"
+                break
+            if digit is not None and digit in terminators:
+                ended_by = "terminator"
+                break
+            if (silence_seconds is not None and recorder.voiced_frames > 0
+                    and recorder.quiet_frames * 0.02 >= silence_seconds):
+                ended_by = "silence"
+                break
+        sha = engine.stop_recording_leg(leg.media) or recorder.close()
+        self.control.emit(self, "record.done", leg, path=str(path), seconds=recorder.duration, ended_by=ended_by)
+        return Recorded(path, recorder.duration, sha, ended_by)  # type: ignore[arg-type]
+
+    async def hangup(self, cause: str = "normal") -> None:
+        for leg in list(self.legs):
+            leg.hangup(cause)
+
+    # -- reaching someone -----------------------------------------------------------------------------
+
+    async def connect(self, target: str, *, timeout: float | None = None, caller_id: str | None = None,
+                      music: bool = False) -> Outcome:
+        caller = self._leg()
+        leg = self.control.dial(self, target, timeout=timeout, caller_id=caller_id, prefer=caller.codec)
+        if isinstance(leg, str):
+            return leg  # type: ignore[return-value]
+        return await self._connect_leg(caller, leg, music=music)
+
+    async def _connect_leg(self, caller: SipLeg, leg: SipLeg, *, music: bool = False) -> Outcome:
+        if caller.state is LegState.ANSWERED:
+            caller.media.play(tones.music_on_hold() if music else ringback(), loop=True)
+        await asyncio.wait(_futures(leg.answered, leg.finished, caller.finished), return_when=asyncio.FIRST_COMPLETED)
+        if caller.ended:
+            leg.hangup("cancelled")
+            return "cancelled"
+        if leg.state is not LegState.ANSWERED:
+            caller.media.stop_playing()
+            if leg.status is not None:
+                self.failure = (leg.status, leg.reason or "")
+            cause = leg.cause
+            return cause if cause in ("busy", "no_answer", "unavailable", "cancelled") else "failed"  # type: ignore[return-value]
+        caller.answer()
+        caller.media.stop_playing()
+        self.bridge(caller, leg)
+        await self.wait_bridged(caller)
+        return "answered"
+
+    def dial(self, target: str, *, timeout: float | None = None, caller_id: str | None = None) -> SipLeg | str:
+        """Place a new leg for this call (not bridged): the leg, or the outcome when it cannot be placed."""
+        caller = self.caller
+        return self.control.dial(self, target, timeout=timeout, caller_id=caller_id,
+                                 prefer=caller.codec if caller is not None else None)
+
+    async def wait_bridged(self, leg: SipLeg) -> None:
+        """Wait while `leg` is bridged to someone (across transfers), until it or its last partner ends."""
+        while not leg.ended:
+            partner = self.partner.get(leg)
+            if partner is None and not self._transferring:
+                return
+            self._changed.clear()
+            waits: list[asyncio.Future[Any]] = [leg.finished, asyncio.ensure_future(self._changed.wait())]
+            if partner is not None:
+                waits.append(partner.finished)
+            try:
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                waits[1].cancel()
+
+    # -- bridges --------------------------------------------------------------------------------------
+
+    def bridge(self, a: SipLeg, b: SipLeg, record: bool | None = None) -> Bridge:
+        """Join two legs' audio (recorded when the configuration says so: `a` left, `b` right)."""
+        self.unbridge(a)
+        self.unbridge(b)
+        a.media.stop_playing()
+        b.media.stop_playing()
+        path: Path | None = None
+        if record if record is not None else self.control.record:
+            stamp = time.strftime("%Y%m%d-%H%M%S")
+            n = len(self.recordings)
+            name = f"{stamp}-{self.id}.wav" if n == 0 else f"{stamp}-{self.id}-{n + 1}.wav"
+            path = self.control.recordings / self.tenant / name
+        bridge = self.control.media.bridge(a.media, b.media, path)
+        if path is not None:
+            self.recordings.append((path, bridge))
+            if self.recording is None:
+                self.recording = path
+        self.bridges[a] = self.bridges[b] = bridge
+        self.partner[a] = b
+        self.partner[b] = a
+        now = self.control.loop.time()
+        self._bridged_at[a] = now
+        self._changed.set()
+        self.control.emit(self, "call.bridged", a, other=b.id, party=b.party)
+        return bridge
+
+    def unbridge(self, leg: SipLeg) -> None:
+        other = self.partner.pop(leg, None)
+        bridge = self.bridges.pop(leg, None)
+        if other is not None:
+            self.partner.pop(other, None)
+            self.bridges.pop(other, None)
+            start = self._bridged_at.pop(leg, None) or self._bridged_at.pop(other, None)
+            if start is not None:
+                self.talk_seconds += self.control.loop.time() - start
+        if bridge is not None:
+            sha = bridge.close()
+            for path, b in self.recordings:
+                if b is bridge and path == self.recording and sha:
+                    self.recording_sha256 = sha
+                    if bridge.recorder is not None:
+                        self.recorded_seconds = bridge.recorder.duration
+            self.control.emit(self, "call.unbridged", leg, other=other.id if other is not None else None)
+        self._changed.set()
+
+    # -- hold, transfer, conference -------------------------------------------------------------------
+
+    async def hold(self, leg: SipLeg, music: bool = True) -> bool:
+        """Put a party on hold: re-INVITE with sendonly (RFC 3264 §8.4) and music on hold to it."""
+        if leg.ended or leg.held:
+            return False
+        accepted = await leg.reinvite("sendonly")
+        leg.held = True
+        if music and not leg.ended:
+            leg.media.play(tones.music_on_hold(), loop=True)
+        self.control.emit(self, "leg.held", leg, by="hatif", accepted=accepted)
+        return accepted
+
+    async def resume(self, leg: SipLeg) -> bool:
+        if leg.ended or not leg.held:
+            return False
+        leg.media.stop_playing()
+        accepted = await leg.reinvite("sendrecv")
+        leg.held = False
+        self.control.emit(self, "leg.resumed", leg, by="hatif", accepted=accepted)
+        return accepted
+
+    def on_remote_hold(self, leg: SipLeg, held: bool) -> None:
+        """A party put us on hold from its phone: the one it talks to hears music meanwhile."""
+        other = self.partner.get(leg)
+        if other is None or other.ended:
+            return
+        if held:
+            other.media.play(tones.music_on_hold(), loop=True)
+        else:
+            other.media.stop_playing()
+
+    async def transfer(self, leg: SipLeg, target: str, *, timeout: float | None = None) -> Outcome:
+        """Blind transfer: `leg`'s partner is released and `leg` is connected to `target` instead."""
+        self._transferring += 1
+        try:
+            other = self.partner.get(leg)
+            if other is not None:
+                self.unbridge(leg)
+                other.hangup("transferred")
+            self.control.emit(self, "transfer", leg, target=target, how="blind")
+            new = self.control.dial(self, target, timeout=timeout, prefer=leg.codec)
+            if isinstance(new, str):
+                return new  # type: ignore[return-value]
+            leg.media.play(ringback(), loop=True)
+            await asyncio.wait(_futures(new.answered, new.finished, leg.finished), return_when=asyncio.FIRST_COMPLETED)
+            leg.media.stop_playing()
+            if leg.ended:
+                new.hangup("cancelled")
+                return "cancelled"
+            if new.state is not LegState.ANSWERED:
+                return "failed" if new.cause not in ("busy", "no_answer", "unavailable") else new.cause  # type: ignore[return-value]
+            self.bridge(leg, new)
+            return "answered"
+        finally:
+            self._transferring -= 1
+            self._changed.set()
+
+    async def consult(self, agent: SipLeg, target: str, *, timeout: float | None = None) -> SipLeg | Outcome:
+        """Attended transfer, first step: the agent's partner waits with music; the agent talks to `target`."""
+        held = self.partner.get(agent)
+        self._transferring += 1
+        try:
+            if held is not None:
+                self.unbridge(agent)
+                held.media.play(tones.music_on_hold(), loop=True)
+                self.partner[held] = held  # marks "still in a transfer": keeps `wait_bridged` waiting
+            new = self.control.dial(self, target, timeout=timeout, prefer=agent.codec)
+            if isinstance(new, str):
+                return new  # type: ignore[return-value]
+            agent.media.play(ringback(), loop=True)
+            await asyncio.wait(_futures(new.answered, new.finished, agent.finished),
+                               return_when=asyncio.FIRST_COMPLETED)
+            agent.media.stop_playing()
+            if new.state is not LegState.ANSWERED:
+                new.hangup("cancelled")
+                return new.cause if new.cause in ("busy", "no_answer", "unavailable") else "failed"  # type: ignore[return-value]
+            self.bridge(agent, new)
+            self.control.emit(self, "transfer", agent, target=target, how="consult")
+            return new
+        finally:
+            self._transferring -= 1
+
+    def _waiting_partner(self, agent: SipLeg) -> SipLeg | None:
+        for leg, other in self.partner.items():
+            if leg is other and leg is not agent and not leg.ended:
+                return leg
+        return None
+
+    def complete_transfer(self, agent: SipLeg) -> bool:
+        """Attended transfer, done: the waiting party and the consulted one talk; the agent leaves."""
+        held = self._waiting_partner(agent)
+        consulted = self.partner.get(agent)
+        if held is None or consulted is None:
+            return False
+        self.partner.pop(held, None)
+        self.unbridge(agent)
+        self.bridge(held, consulted)
+        agent.hangup("transferred")
+        self.control.emit(self, "transfer", held, how="attended", to=consulted.party)
+        return True
+
+    def cancel_consult(self, agent: SipLeg) -> bool:
+        """Attended transfer, abandoned: the consulted party is released, the agent is back with the caller."""
+        held = self._waiting_partner(agent)
+        consulted = self.partner.get(agent)
+        if consulted is not None:
+            self.unbridge(agent)
+            consulted.hangup("normal")
+        if held is None:
+            return False
+        self.partner.pop(held, None)
+        self.bridge(held, agent)
+        return True
+
+    def join_conference(self, leg: SipLeg, name: str) -> Conference:
+        """Put a leg in a named conference of this tenant (created on first join)."""
+        self.unbridge(leg)
+        leg.media.stop_playing()
+        room = self.control.conference(self.tenant, name)
+        if leg not in room.members:
+            room.members.append(leg)
+        self.control.remix(room)
+        self.control.emit(self, "conference.joined", leg, conference=name, members=len(room.members))
+        return room
+
+    def leave_conference(self, leg: SipLeg) -> None:
+        for room in list(self.control.conferences.values()):
+            if leg in room.members:
+                room.members.remove(leg)
+                self.control.remix(room)
+                self.control.emit(self, "conference.left", leg, conference=room.name, members=len(room.members))
+
+    # -- what the legs report -------------------------------------------------------------------------
+
+    def on_leg_progress(self, leg: SipLeg) -> None:
+        """An outbound leg rings (or has early media) while the caller is not answered: tell the caller."""
+        caller = self.caller
+        if caller is None or caller.ended or caller.state is LegState.ANSWERED or leg is caller:
+            return
+        if leg.state is LegState.EARLY:
+            if self.partner.get(caller) is not leg:
+                self.bridge(caller, leg, record=False)
+            caller.ring(early_media=True)
+        elif caller.state is LegState.NEW:
+            caller.ring()
+
+    def on_leg_answered(self, leg: SipLeg) -> None:
+        if leg is self.caller:
+            self.control.stats["answered"] += 1
+
+    def on_leg_ended(self, leg: SipLeg) -> None:
+        self.leave_conference(leg)
+        self.unbridge(leg)
+        for other, p in list(self.partner.items()):
+            if p is leg:
+                self.partner.pop(other, None)
+        if leg is self.caller:
+            for other in self.legs:
+                if other is not leg and not other.ended:
+                    other.hangup("normal" if leg.cause == "normal" else leg.cause)
+        if all(x.ended for x in self.legs):
+            self._finish()
+
+    def on_refer(self, leg: SipLeg, request: Request, tx: ServerTx) -> None:
+        """A phone transfers its party blind (REFER, RFC 3515): 202, then the party is connected elsewhere."""
+        srv = self.control.server
+        refer_to = request.headers.get("Refer-To") or ""
+        target = _refer_target(refer_to)
+        other = self.partner.get(leg)
+        if target is None or other is None:
+            srv.respond(tx, make_response(request, 400 if target is None else 481,
+                                          "Bad Refer-To" if target is None else None))
+            return
+        srv.respond(tx, make_response(request, 202, "Accepted"))
+        self.control.notify_refer(leg, "SIP/2.0 100 Trying")
+
+        async def run() -> None:
+            self.control.notify_refer(leg, "SIP/2.0 200 OK")
+            outcome = await self.transfer(other, target)
+            log.info("refer", extra={"fields": {"call": self.id, "target": target, "outcome": outcome}})
+
+        self.control.spawn(run())
+
+    # -- the end --------------------------------------------------------------------------------------
+
+    def _finish(self) -> None:
+        if self.finished:
+            return
+        self.finished = True
+        for leg in list(self.bridges):
+            self.unbridge(leg)
+        self.control.call_ended(self)
+        for hook in self.on_end:
+            hook(self)
+
+    def wall(self, t: float | None) -> datetime | None:
+        if t is None:
+            return None
+        return datetime.fromtimestamp(self.wall_started + (t - self.started), UTC)
+
+    def derived_outcome(self) -> str:
+        if self.outcome is not None:
+            return self.outcome
+        caller = self.caller
+        if any(leg.direction == "outbound" and leg.answered_at is not None for leg in self.legs):
+            return "answered"
+        if caller is None:
+            return "failed"
+        if caller.cause == "cancelled":
+            return "abandoned"
+        if caller.answered_at is not None:
+            return "answered"
+        return caller.cause or "failed"
+
+    def cdr(self) -> CallRecord:
+        """The call detail record of this call (valid once it ended)."""
+        ended = max((leg.ended_at or leg.started for leg in self.legs), default=self.started)
+        answered = min((leg.answered_at for leg in self.legs if leg.answered_at is not None), default=None)
+        legs = [LegRecord(leg.id, leg.direction, leg.party, self.wall(leg.started) or datetime.now(UTC),
+                          self.wall(leg.answered_at), self.wall(leg.ended_at), leg.cause) for leg in self.legs]
+        return CallRecord(
+            call_id=self.id, tenant=self.tenant, caller=self.caller_number, called=self.called_number,
+            started=self.wall(self.started) or datetime.now(UTC), outcome=self.derived_outcome(),
+            answered=self.wall(answered), ended=self.wall(ended), duration=round(ended - self.started, 3),
+            talk_seconds=round(self.talk_seconds, 3), recording=str(self.recording) if self.recording else None,
+            recording_sha256=self.recording_sha256, variables=dict(self.variables), legs=legs)
+
+
+def _futures(*futures: asyncio.Future[Any]) -> list[asyncio.Future[Any]]:
+    return list(futures)
+
+
+def _refer_target(refer_to: str) -> str | None:
+    """The number a REFER points at (`<sip:1002@host>` -> "1002"); None if it names no one we can dial."""
+    text = refer_to.strip()
+    if "<" in text and ">" in text:
+        text = text[text.index("<") + 1:text.index(">")]
+    text = text.split("?", 1)[0]
+    try:
+        uri = URI.parse(text)
+    except ValueError:
+        return None
+    return uri.user or None
