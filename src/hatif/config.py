@@ -52,8 +52,12 @@ DEMO_PASSWORD = "hatif-demo"
 DEFAULT_TENANT = "default"
 """The tenant that answers for IP literals and for hosts no tenant claims (the server's own addresses)."""
 
-APPLICATIONS = frozenset({"echo", "greeting"})
-"""Numbers Hatif answers itself (run by `hatif.calls.anchor`): an echo test and a spoken greeting."""
+APPLICATIONS = frozenset({"echo", "greeting", "conference", "flow", "voicemail", "check-voicemail", "queue"})
+"""Applications Hatif runs on calls it answers (registered with `hatif.calls.control`): the echo test, a spoken
+greeting, a conference room (`app:conference:ROOM`), an IVR flow (`flow:NAME`), leaving a voicemail
+(`voicemail:MAILBOX`), the mailbox owner's menu (`app:check-voicemail`) and a queue (`queue:NAME`)."""
+ARGUMENT_TARGETS = frozenset({"flow", "voicemail", "queue", "conference"})
+"""Dial-plan targets written `KIND:NAME` that run an application on the named flow, mailbox, queue or room."""
 
 Transport = Literal["udp", "tcp"]
 Language = Literal["en", "ar", "fa"]
@@ -199,10 +203,14 @@ class DialTarget:
             if kind == "endpoint":
                 return cls("endpoint", name)
             if kind == "app":
-                if name not in APPLICATIONS:
+                base = name.partition(":")[0]
+                if base not in APPLICATIONS:
                     raise ValueError(f"unknown application {name!r} (known: {', '.join(sorted(APPLICATIONS))})")
                 return cls("app", name)
-        raise ValueError(f"{text!r}: expected 'user:NAME', 'extension', 'endpoint:NAME' or 'app:NAME'")
+            if kind in ARGUMENT_TARGETS:
+                return cls("app", f"{kind}:{name}")
+        raise ValueError(f"{text!r}: expected 'user:NAME', 'extension', 'endpoint:NAME', 'flow:NAME', "
+                         "'voicemail:MAILBOX', 'queue:NAME' or 'app:NAME'")
 
     def __str__(self) -> str:
         return self.kind if self.kind == "extension" else f"{self.kind}:{self.name}"

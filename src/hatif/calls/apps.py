@@ -29,6 +29,17 @@ def greeting_app(texts: Mapping[str, str]) -> App:
     return greeting
 
 
+async def conference(call: Call, name: str) -> None:
+    """Answer and join the caller to a named conference room of the tenant (`app:conference:NAME`)."""
+    await call.answer()
+    caller = call.caller
+    assert caller is not None
+    call.outcome = "conference"
+    call.join_conference(caller, name or "main")
+    await caller.finished
+
+
 def register_builtin(control: CallControl, greetings: Mapping[str, str]) -> None:
     control.register_app("echo", echo)
+    control.register_app("conference", conference)
     control.register_app("greeting", greeting_app(greetings))

@@ -480,10 +480,10 @@ class Call:
                                           "Bad Refer-To" if target is None else None))
             return
         srv.respond(tx, make_response(request, 202, "Accepted"))
-        self.control.notify_refer(leg, "SIP/2.0 100 Trying")
 
         async def run() -> None:
-            self.control.notify_refer(leg, "SIP/2.0 200 OK")
+            # One NOTIFY, final: the transfer is Hatif's to complete from here (the phone is released).
+            await self.control.notify_refer(leg, "SIP/2.0 200 OK")
             outcome = await self.transfer(other, target)
             log.info("refer", extra={"fields": {"call": self.id, "target": target, "outcome": outcome}})
 

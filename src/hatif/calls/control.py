@@ -36,7 +36,7 @@ from ..sip.headers import Headers, NameAddr
 from ..sip.message import Request, Response, make_response
 from ..sip.sdp import SdpError
 from ..sip.server import Caller, ServerTx, SipServer, Target
-from ..sip.transaction import ServerInviteTransaction
+from ..sip.transaction import Action, DeliverResponse, ServerInviteTransaction
 from ..sip.transport import Peer
 from ..sip.uri import URI
 from ..store.records import CallRecord
@@ -386,15 +386,25 @@ class CallControl:
             ack = leg.dialog.create_ack(leg.invite)
             self.server.send_ack(ack, leg.peer)
 
-    def notify_refer(self, leg: SipLeg, sipfrag: str) -> None:
-        """RFC 3515 §2.4.4: tell the transferring phone how its REFER is going (message/sipfrag)."""
+    def notify_refer(self, leg: SipLeg, sipfrag: str) -> asyncio.Future[None]:
+        """RFC 3515 §2.4.4: tell the transferring phone how its REFER is going (message/sipfrag); the future
+        is done when the NOTIFY is answered (or timed out)."""
+        done: asyncio.Future[None] = self.loop.create_future()
         dialog = leg.dialog
         if dialog is None:
-            return
+            done.set_result(None)
+            return done
         state = "terminated;reason=noresource" if sipfrag.endswith("200 OK") else "active;expires=60"
         note = dialog.create_request("NOTIFY", sipfrag.encode(), [
             ("Event", "refer"), ("Subscription-State", state), ("Content-Type", "message/sipfrag;version=2.0")])
-        self.server.send_request(note, leg.peer)
+
+        def answered(action: Action) -> None:
+            if isinstance(action, DeliverResponse) and action.response.status < 200:
+                return
+            if not done.done():
+                done.set_result(None)
+        self.server.send_request(note, leg.peer, answered)
+        return done
 
     # -- counting -------------------------------------------------------------------------------------
 

@@ -1,0 +1,161 @@
+"""The store's tables as SQLAlchemy 2 typed ORM classes: calls, call legs, voicemail messages and the queue log.
+
+These rows never leave `hatif.store`: `hatif.store.db.Store` turns them into the dataclasses of
+`hatif.store.records`. The schema itself is created by the Alembic migrations in `migrations/versions`, not by
+`metadata.create_all`; a test compares the two so they cannot drift apart.
+
+Every table has a `tenant` column (ARCHITECTURE.md: tenants everywhere) and every index starts with it.
+Times are stored as UTC: `timestamptz` on PostgreSQL, ISO text without zone on SQLite (`UTCDateTime` adds the
+zone back when reading, so both engines return aware UTC datetimes and SQLite's text sorts in time order).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Dialect,
+    Double,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    TypeDecorator,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+# A 64-bit key on PostgreSQL; on SQLite only the exact type INTEGER is an alias of the rowid (autoincrement).
+BigKey = BigInteger().with_variant(Integer(), "sqlite")
+# JSONB on PostgreSQL (indexable, compact), JSON text elsewhere.
+JsonDict = JSON().with_variant(JSONB(), "postgresql")
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """An aware datetime stored as UTC. A naive datetime is refused: Hatif's records are aware UTC by contract,
+    and guessing a zone would silently shift a CDR by hours."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"naive datetime {value.isoformat()} given to the store: times must be aware (UTC)")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention={"pk": "pk_%(table_name)s"})
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        datetime: UTCDateTime(), dict[str, str]: JsonDict, str: String(), float: Double(),
+    }
+
+
+class CallRow(Base):
+    """One call detail record. `call_id` is Hatif's id of the call, unique within a tenant."""
+
+    __tablename__ = "calls"
+    __table_args__ = (
+        Index("ix_calls_tenant_call_id", "tenant", "call_id", unique=True),
+        Index("ix_calls_tenant_started", "tenant", "started"),
+    )
+
+    id: Mapped[int] = mapped_column(BigKey, primary_key=True, autoincrement=True)
+    tenant: Mapped[str]
+    call_id: Mapped[str]
+    caller: Mapped[str]
+    called: Mapped[str]
+    started: Mapped[datetime]
+    answered: Mapped[datetime | None]
+    ended: Mapped[datetime | None]
+    outcome: Mapped[str]
+    duration: Mapped[float]
+    talk_seconds: Mapped[float]
+    recording: Mapped[str | None]
+    recording_sha256: Mapped[str | None]
+    variables: Mapped[dict[str, str]]
+    legs: Mapped[list[LegRow]] = relationship(
+        back_populates="call", order_by="LegRow.position", cascade="all, delete-orphan", lazy="selectin"
+    )
+
+
+class LegRow(Base):
+    """One SIP leg of a call; `position` keeps the legs in the order the CDR listed them."""
+
+    __tablename__ = "call_legs"
+    __table_args__ = (
+        Index("ix_call_legs_call", "call", "position"),
+        Index("ix_call_legs_tenant_leg_id", "tenant", "leg_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigKey, primary_key=True, autoincrement=True)
+    call_pk: Mapped[int] = mapped_column(
+        "call", BigKey, ForeignKey("calls.id", ondelete="CASCADE", name="fk_call_legs_call")
+    )
+    tenant: Mapped[str]
+    position: Mapped[int]
+    leg_id: Mapped[str]
+    direction: Mapped[str]
+    party: Mapped[str]
+    started: Mapped[datetime]
+    answered: Mapped[datetime | None]
+    ended: Mapped[datetime | None]
+    cause: Mapped[str]
+    call: Mapped[CallRow] = relationship(back_populates="legs")
+
+
+class VoicemailRow(Base):
+    """One voicemail message; the audio is a WAV file at `path`, checked by `sha256`."""
+
+    __tablename__ = "voicemail_messages"
+    __table_args__ = (Index("ix_voicemail_messages_tenant_mailbox", "tenant", "mailbox", "received"),)
+
+    id: Mapped[int] = mapped_column(BigKey, primary_key=True, autoincrement=True)
+    tenant: Mapped[str]
+    mailbox: Mapped[str]
+    caller: Mapped[str]
+    caller_name: Mapped[str | None]
+    received: Mapped[datetime]
+    seconds: Mapped[float]
+    path: Mapped[str]
+    sha256: Mapped[str]
+    call_id: Mapped[str]
+    heard: Mapped[bool]
+
+
+class QueueEventRow(Base):
+    """One queue event, the source of the queue reports."""
+
+    __tablename__ = "queue_log"
+    __table_args__ = (
+        Index("ix_queue_log_tenant_queue_time", "tenant", "queue", "time"),
+        Index("ix_queue_log_tenant_call_id", "tenant", "call_id"),
+        Index("ix_queue_log_tenant_time", "tenant", "time"),
+    )
+
+    id: Mapped[int] = mapped_column(BigKey, primary_key=True, autoincrement=True)
+    tenant: Mapped[str]
+    time: Mapped[datetime]
+    queue: Mapped[str]
+    call_id: Mapped[str]
+    event: Mapped[str]
+    agent: Mapped[str | None]
+    wait: Mapped[float | None]
+    talk: Mapped[float | None]
+    position: Mapped[int | None]
+    data: Mapped[dict[str, str]]
