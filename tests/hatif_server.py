@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import shutil
+import tempfile
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import uvloop
@@ -25,7 +28,16 @@ class RunningHatif:
     """`with RunningHatif(yaml_text) as h:` starts Hatif on 127.0.0.1 and stops it on exit."""
 
     def __init__(self, config_text: str) -> None:
-        self.config: Config = parse_config(config_text, "<test>")
+        config = parse_config(config_text, "<test>")
+        # The store and voicemail files go to a folder of this server's own unless the test names them.
+        self.workdir = Path(tempfile.mkdtemp(prefix="hatif-test-"))
+        if config.store.url is None and config.store.path == Path("var/hatif.db"):
+            config = config.model_copy(update={"store": config.store.model_copy(
+                update={"path": self.workdir / "hatif.db"})})
+        if config.voicemail.folder == Path("var/voicemail"):
+            config = config.model_copy(update={"voicemail": config.voicemail.model_copy(
+                update={"folder": self.workdir / "voicemail"})})
+        self.config: Config = config
         self.loop = uvloop.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name="hatif", daemon=True)
         self.hatif: Hatif | None = None
@@ -37,10 +49,11 @@ class RunningHatif:
 
     def __exit__(self, *exc: object) -> None:
         if self.hatif is not None:
-            self.call(self.hatif.close)
+            self._submit(self.hatif.aclose())
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(5)
         self.loop.close()
+        shutil.rmtree(self.workdir, ignore_errors=True)
 
     def _submit(self, coro: Any) -> Any:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(10)

@@ -60,7 +60,7 @@ def fake_app(monkeypatch: pytest.MonkeyPatch) -> list[Config]:
     started: list[Config] = []
     module = types.ModuleType("hatif.app")
 
-    def run(config: Config) -> int:
+    def run(config: Config, demo: bool = False) -> int:
         started.append(config)
         logging.getLogger("hatif.app").info("hatif started", extra={"fields": {"tenants": len(config.tenants)}})
         return 0

@@ -20,6 +20,7 @@ from .calls.control import CallControl
 from .config import Config
 from .media.engine import MediaEngine, MediaSettings
 from .media.prompts import PromptCache
+from .services import Services
 from .sip.registrar import RegistrarPolicy
 from .sip.server import SipServer, SipSettings, Target
 from .sip.transaction import Timers
@@ -137,11 +138,21 @@ class Hatif:
     control: CallControl
     media: MediaEngine
     addresses: list[tuple[str, str, int]]
+    services: Services
+
+    @property
+    def api_port(self) -> int | None:
+        return self.services.api.port if self.services.api is not None else None
 
     def close(self) -> None:
         self.control.close()
         self.sip.close()
         self.media.close()
+
+    async def aclose(self) -> None:
+        """Close everything, waiting for the HTTP API and the store (use this from async code)."""
+        self.close()
+        await self.services.close()
 
 
 def media_settings_from(config: Config) -> MediaSettings:
@@ -162,15 +173,26 @@ async def start(config: Config) -> Hatif:
         await asyncio.to_thread(prompts.speak, text, language)
     control = CallControl(sip, media, prompts, record=config.media.record, recordings=Path(config.media.recordings))
     register_builtin(control, greeting)
+    services = await Services.start(config, control)
     addresses: list[tuple[str, str, int]] = []
     for listen in config.sip.listen:
         host, port = await sip.listen(listen.transport, listen.host, listen.port)
         addresses.append((listen.transport, host, port))
-    return Hatif(config, sip, control, media, addresses)
+    return Hatif(config, sip, control, media, addresses, services)
 
 
-async def serve(config: Config) -> None:
+DEMO_ORDERS_PORT = 8700
+"""Where `hatif demo` serves the small order-status service its IVR (700, option 3) looks orders up in."""
+
+
+async def serve(config: Config, demo: bool = False) -> None:
     hatif = await start(config)
+    orders = None
+    if demo:
+        from .ivr.orders import start_order_service
+
+        orders = await start_order_service("127.0.0.1", DEMO_ORDERS_PORT)
+        log.info("demo order service", extra={"fields": {"url": orders.url}})
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     tasks: set[asyncio.Task[None]] = set()
@@ -188,7 +210,9 @@ async def serve(config: Config) -> None:
     try:
         await stop.wait()
     finally:
-        hatif.close()
+        if orders is not None:
+            await orders.stop()
+        await hatif.aclose()
         log.info("hatif stopped")
 
 
@@ -200,12 +224,12 @@ async def _wait_drained(hatif: Hatif, stop: asyncio.Event, limit: float = 3600.0
     stop.set()
 
 
-def run(config: Config) -> int:
-    """Run the server until stopped; uvloop when installed."""
+def run(config: Config, demo: bool = False) -> int:
+    """Run the server until stopped; uvloop when installed. `demo` also starts the demo's order service."""
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
-        asyncio.run(serve(config))
+        asyncio.run(serve(config, demo))
     else:
-        uvloop.run(serve(config))
+        uvloop.run(serve(config, demo))
     return 0

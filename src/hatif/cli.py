@@ -1,4 +1,4 @@
-"""The `hatif` command: `serve`, `demo`, `check-config` and `--version`.
+"""The `hatif` command: `serve`, `demo`, `simulate`, `check-config` and `--version`.
 
 Exit codes: 0 success, 1 the server could not start (for instance a port in use), 2 a usage or
 configuration error (each problem written to standard error as `file:line: field: reason`), 130 stopped
@@ -18,6 +18,7 @@ from typing import Literal
 from . import __version__
 from .config import Config, ConfigError, ListenAddress, load_config, parse_host_port
 from .log import LEVELS, setup_logging
+from .sim import cli as sim_cli
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     server_options(demo)
     check = verbs.add_parser("check-config", help="validate a configuration file and summarise it")
     check.add_argument("file", metavar="FILE", type=Path)
+    sim_cli.add_parser(verbs)
     return parser
 
 
@@ -64,6 +66,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return e.code if isinstance(e.code, int) else 2
     if args.verb == "check-config":
         return check_config(args.file)
+    if args.verb == "simulate":
+        return sim_cli.run(args)
     if args.verb == "serve":
         return serve(args.config, args.sip, args.log_format, args.log_level)
     if args.verb == "demo":
@@ -71,7 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             sys.stderr.write(f"hatif demo: the demo configuration is not at {DEMO_CONFIG} (it ships in the "
                              "source tree as examples/demo.yaml); use `hatif serve --config FILE`\n")
             return 2
-        return serve(DEMO_CONFIG, args.sip, args.log_format, args.log_level)
+        return serve(DEMO_CONFIG, args.sip, args.log_format, args.log_level, demo=True)
     parser.print_help(sys.stderr)
     return 2
 
@@ -106,7 +110,7 @@ def check_config(path: Path) -> int:
 
 
 def serve(path: Path, listen: tuple[ListenAddress, ...] | None = None, log_format: str | None = None,
-          log_level: str | None = None) -> int:
+          log_level: str | None = None, demo: bool = False) -> int:
     """Load and validate `path`, set up logging, warn about demo passwords, then run until stopped."""
     config = _load(path)
     if config is None:
@@ -115,16 +119,16 @@ def serve(path: Path, listen: tuple[ListenAddress, ...] | None = None, log_forma
         config = config.with_listen(listen)
     fmt: Literal["plain", "json"] = "json" if (log_format or config.logging.format) == "json" else "plain"
     setup_logging(log_level or config.logging.level, fmt)
-    demo = config.demo_credentials_in_use()
-    if demo:
+    weak = config.demo_credentials_in_use()
+    if weak:
         log.warning("demo credentials in use: anyone who knows them can register and call; change these passwords",
-                    extra={"fields": {"users": ",".join(demo), "config": str(path)}})
+                    extra={"fields": {"users": ",".join(weak), "config": str(path)}})
     log.info("configuration loaded", extra={"fields": {
         "config": str(path), "tenants": len(config.tenants), "listen": " ".join(str(a) for a in config.sip.listen)}})
     from hatif import app  # the wiring imports every subsystem: only `serve` and `demo` pay for it
 
     try:
-        return app.run(config)
+        return app.run(config, demo=demo)
     except KeyboardInterrupt:
         return 130
     except OSError as e:

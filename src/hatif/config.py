@@ -45,6 +45,10 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from . import __version__
+from .ivr.model import Flow
+from .ivr.rules import NumberList, Schedule, TimeZoneName
+from .ivr.validate import KnownTargets, flow_problems
+from .voicemail.model import Mailbox, VoicemailSettings
 
 DEMO_PASSWORD = "hatif-demo"
 """The password of the shipped demo users; the server warns at start while any user still has it."""
@@ -397,6 +401,33 @@ class Media(_Model):
         return self
 
 
+class StoreSettings(_Model):
+    """Where Hatif keeps its records: a SQLite file by default, or a database URL (PostgreSQL)."""
+
+    url: str | None = Field(default=None, repr=False)
+    """A SQLAlchemy URL such as `postgresql+psycopg://hatif@127.0.0.1:5432/hatif`; `path` is used when absent."""
+    path: Path = Path("var/hatif.db")
+
+
+class ApiToken(_Model):
+    token: str = Field(min_length=16, repr=False)
+    tenant: Slug
+
+
+class ApiSettings(_Model):
+    """The HTTP API: where it listens (none: off) and the bearer tokens, each for one tenant."""
+
+    listen: str | None = None
+    tokens: tuple[ApiToken, ...] = ()
+
+    @field_validator("listen")
+    @classmethod
+    def _address(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_host_port(value)
+        return value
+
+
 class LoggingSettings(_Model):
     """Log threshold and line format (`plain` for people, `json` for collectors); see `hatif.log`."""
 
@@ -482,6 +513,12 @@ class Tenant(_Model):
     users: tuple[User, ...] = ()
     endpoints: tuple[Endpoint, ...] = ()
     dialplan: tuple[DialRule, ...] = ()
+    timezone: TimeZoneName = "UTC"
+    """The tenant's IANA time zone (business hours, times spoken in voicemail), e.g. Asia/Riyadh."""
+    mailboxes: tuple[Mailbox, ...] = ()
+    flows: dict[str, Flow] = Field(default_factory=dict)
+    schedules: dict[str, Schedule] = Field(default_factory=dict)
+    lists: dict[str, NumberList] = Field(default_factory=dict)
 
     _by_extension: dict[str, User] = PrivateAttr(default_factory=dict)
 
@@ -501,14 +538,33 @@ class Tenant(_Model):
                                 "extension", "extension")
         problems += _duplicates("endpoints", [(i, e.name) for i, e in enumerate(self.endpoints)], "endpoint name",
                                 "name")
+        problems += _duplicates("mailboxes", [(i, m.name) for i, m in enumerate(self.mailboxes)], "mailbox name",
+                                "name")
         usernames = {u.username for u in self.users}
         endpoints = {e.name for e in self.endpoints}
+        mailboxes = {m.name for m in self.mailboxes}
+        for i, box in enumerate(self.mailboxes):
+            for who in (box.owner, *(box.notify or ())):
+                if who is not None and who not in usernames:
+                    problems.append((("mailboxes", i), f"no user {who!r} in tenant {self.name!r}"))
         for i, rule in enumerate(self.dialplan):
             target = rule.to
             if target.kind == "user" and target.name not in usernames:
                 problems.append((("dialplan", i, "to"), f"no user {target.name!r} in tenant {self.name!r}"))
             elif target.kind == "endpoint" and target.name not in endpoints:
                 problems.append((("dialplan", i, "to"), f"no endpoint {target.name!r} in tenant {self.name!r}"))
+            elif target.kind == "app":
+                kind, _, name = target.name.partition(":")
+                if kind == "flow" and name not in self.flows:
+                    problems.append((("dialplan", i, "to"), f"no flow {name!r} in tenant {self.name!r}"))
+                elif kind == "voicemail" and name not in mailboxes:
+                    problems.append((("dialplan", i, "to"), f"no mailbox {name!r} in tenant {self.name!r}"))
+        known = KnownTargets(
+            users=frozenset(usernames), extensions=frozenset(u.extension for u in self.users if u.extension),
+            queues=None, mailboxes=frozenset(mailboxes), endpoints=frozenset(endpoints),
+            schedules=frozenset(self.schedules), lists=frozenset(self.lists),
+            dialable=lambda number: (r := self.route(number)) is not None and r.kind == "endpoint")
+        problems += flow_problems(self.flows, known)
         if problems:
             raise _problems(problems)
         return self
@@ -567,6 +623,9 @@ class Config(_Model):
     security: Security = Security()
     media: Media = Media()
     logging: LoggingSettings = LoggingSettings()
+    store: StoreSettings = StoreSettings()
+    api: ApiSettings = ApiSettings()
+    voicemail: VoicemailSettings = VoicemailSettings()
     tenants: tuple[Tenant, ...] = Field(min_length=1)
 
     _by_domain: dict[str, Tenant] = PrivateAttr(default_factory=dict)
@@ -580,6 +639,10 @@ class Config(_Model):
     @model_validator(mode="after")
     def _tenants_apart(self) -> Config:
         problems = _duplicates("tenants", [(i, t.name) for i, t in enumerate(self.tenants)], "tenant name", "name")
+        names = {t.name for t in self.tenants}
+        for i, token in enumerate(self.api.tokens):
+            if token.tenant not in names:
+                problems.append((("api", "tokens", i, "tenant"), f"no tenant {token.tenant!r}"))
         owner: dict[str, int] = {}
         for i, tenant in enumerate(self.tenants):
             for j, domain in enumerate(tenant.domains):

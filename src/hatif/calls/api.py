@@ -58,13 +58,15 @@ class Channel(Protocol):
     `variables` is the call's scratch space (IVR inputs, HTTP lookup results), kept with the call record.
     """
 
-    call_id: str
     tenant: str
     caller_number: str  # the caller's user name, extension or outside number
     caller_name: str | None
     called_number: str  # the number the caller dialed
     language: str
     variables: dict[str, str]
+
+    @property
+    def call_id(self) -> str: ...
 
     @property
     def ended(self) -> bool: ...

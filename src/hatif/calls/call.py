@@ -94,6 +94,10 @@ class Call:
     # -- Channel: the caller's side -------------------------------------------------------------------
 
     @property
+    def call_id(self) -> str:
+        return self.id
+
+    @property
     def ended(self) -> bool:
         return self.caller is None or self.caller.ended
 

@@ -1,0 +1,1184 @@
+"""A small SIP user agent over UDP, for simulations and tests: register, place calls, answer calls.
+
+It is built from Hatif's own sans-IO SIP modules (messages, digest, transactions, dialogs) with a thin
+asyncio shell: one UDP socket, one timer re-armed at the earliest transaction deadline (as in
+`hatif.sip.server`), and a few timers per call (answer delay, patience, talk time, 2xx retransmission).
+Every request goes to one server, which acts as the user agent's registrar and outbound proxy; that is
+how phones use Hatif.
+
+What it does, per RFC 3261:
+
+* `register()`: REGISTER with digest authentication (§22.4; SHA-256 or MD5 as the server offers, RFC
+  8760 §2.4), `423` answered with the asked Min-Expires, optional refresh before expiry; `unregister()`.
+  The last challenge is reused with a growing nonce-count (RFC 7616 §3.4), which saves a round trip
+  per request and keeps the request count per address low under a server's flood limits.
+* `place()` / `call()`: INVITE with a G.711 SDP offer, digest on 401/407, ACK of the 2xx (§13.2.2.4),
+  CANCEL when the caller's patience runs out before the answer (§9.1), BYE after a talk time or wait
+  for the other side's. With `wait_for_connect`, a call answered at SIP level (an IVR or a queue
+  playing music) still counts as waiting until `OutgoingCall.connect()` says a person took it; patience
+  running out then ends it with BYE.
+* incoming INVITEs are answered by a policy (`Answer`): ring for a while then answer, hang up after a
+  while or wait for BYE, or reject (486 Busy Here); 2xx retransmitted until the ACK (§13.3.1.4);
+  CANCEL answered 200 and the INVITE 487 (§9.2).
+* RTP, optional (`rtp=True`): 20 ms frames of silence or a tone to the far side of every answered call,
+  so that media anchoring and recording see packets; packets received are counted.
+
+Everything is bounded: calls at once (`max_calls`), transactions, each call's length (`max_duration`),
+and `close()` ends the calls and unregisters within a few transaction timeouts at most.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import secrets
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..media.g711 import alaw_encode, ulaw_encode
+from ..sip.auth import AuthError, Challenge, digest_response, select_challenge
+from ..sip.dialog import Dialog, DialogTable, make_cancel, new_tag
+from ..sip.errors import ParseError
+from ..sip.headers import Headers, NameAddr, Via
+from ..sip.message import Request, Response, make_response, parse_message
+from ..sip.sdp import SdpError, SessionDescription, make_answer, make_offer, negotiated
+from ..sip.transaction import (
+    Action,
+    ClientInviteTransaction,
+    ClientNonInviteTransaction,
+    DeliverAck,
+    DeliverResponse,
+    SendMessage,
+    ServerInviteTransaction,
+    ServerNonInviteTransaction,
+    TableFull,
+    Terminated,
+    TimedOut,
+    Timers,
+    TransactionTable,
+    TransportFailed,
+    new_branch,
+)
+from ..sip.transport import Peer, UdpListener
+from ..sip.uri import URI
+
+log = logging.getLogger(__name__)
+
+Addr = tuple[str, int]
+ClientTx = ClientInviteTransaction | ClientNonInviteTransaction
+ServerTx = ServerInviteTransaction | ServerNonInviteTransaction
+USER_AGENT = "Hatif-sim"
+CODECS = ("PCMU", "PCMA", "telephone-event")
+FRAME = 0.020  # seconds of audio per RTP packet (ptime 20)
+SAMPLES_PER_FRAME = 160
+
+
+class CallOutcome(enum.Enum):
+    """How a call ended, from the side that holds it."""
+
+    ANSWERED = "answered"  # answered (and, with wait_for_connect, connected to a person)
+    ABANDONED = "abandoned"  # the caller gave up first: CANCEL, or BYE before being connected
+    REJECTED = "rejected"  # a final failure response: 486, 480, 404, 403 ...
+    FAILED = "failed"  # no final response in time, no ACK, ended before connecting, or closed
+
+
+@dataclass(frozen=True, slots=True)
+class CallResult:
+    """What happened to one call. Times are the event loop's clock (seconds, monotonic), None when not reached.
+
+    `status` is the final response to the INVITE (200, 486, 487 ...; 408 when none came); `ended_by`
+    says who hung up an answered call ("local" or "remote"). `connected` equals `answered` unless the
+    call waited to be connected (`wait_for_connect`).
+    """
+
+    number: str
+    call_id: str
+    outcome: CallOutcome
+    status: int
+    reason: str
+    invite_sent: float
+    ringing: float | None
+    answered: float | None
+    connected: float | None
+    ended: float
+    ended_by: str | None
+    rtp_sent: int = 0
+    rtp_received: int = 0
+
+    @property
+    def wait(self) -> float | None:
+        """Seconds from the INVITE to being connected, None when never connected."""
+        return None if self.connected is None else self.connected - self.invite_sent
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """How to treat one incoming call: ring `after` seconds then answer, and hang up `hang_up_after`
+    seconds later (None: wait for the other side's BYE); or `reject` with that status instead."""
+
+    after: float = 0.0
+    hang_up_after: float | None = None
+    reject: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.after < 0 or (self.hang_up_after is not None and self.hang_up_after < 0):
+            raise ValueError(f"answer times must not be negative: after={self.after}, "
+                             f"hang_up_after={self.hang_up_after}")
+        if self.reject is not None and not 300 <= self.reject <= 699:
+            raise ValueError(f"reject status {self.reject} is not a final failure (300-699)")
+
+
+AnswerPolicy = Answer | Callable[["IncomingCall"], Answer]
+CallHook = Callable[["IncomingCall"], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Registration:
+    """The outcome of a REGISTER: final status, the expiry the registrar granted, the digest algorithm."""
+
+    status: int
+    reason: str
+    expires: int = 0
+    algorithm: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300
+
+
+class SipCallError(RuntimeError):
+    """A call could not be placed (too many calls, user agent closed); the text says which."""
+
+
+# -- the shell: one socket, the transaction table, one timer ------------------------------------------
+
+
+RequestHandler = Callable[[Request, ServerTx | None, Peer], None]
+
+
+class _Endpoint:
+    """The asyncio shell around the transaction machines: bytes in and out, timers fired on time."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, server: Addr, host: str, port: int, timers: Timers,
+                 on_request: RequestHandler, on_stray: Callable[[Response], None],
+                 max_transactions: int) -> None:
+        self.loop = loop
+        self.server = Peer("udp", server[0], server[1])
+        self.table = TransactionTable(timers, max_transactions)
+        self.on_request = on_request
+        self.on_stray = on_stray
+        self.udp = UdpListener(loop, host, port, self._receive)
+        self.local: Addr = self.udp.local
+        self._callbacks: dict[int, Callable[[Action], None]] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self.udp.close()
+
+    def via(self) -> str:
+        host, port = self.local
+        return str(Via("UDP", host, port, (("branch", new_branch()), ("rport", None))))
+
+    # sending
+    def send_request(self, request: Request, on_event: Callable[[Action], None] | None = None) -> ClientTx:
+        """Send statefully to the server; a Via with a new branch is put on top unless there is one (CANCEL)."""
+        if request.headers.get("Via") is None:
+            request.headers.add("Via", self.via(), first=True)
+        if "Max-Forwards" not in request.headers:
+            request.headers.add("Max-Forwards", "70")
+        tx = self.table.client_for(request, reliable=False)
+        tx.user_data = self.server
+        if on_event is not None:
+            self._callbacks[id(tx)] = on_event
+        self._run(tx, self.table.add_client(tx, self.loop.time()))
+        self._arm()
+        return tx
+
+    def send_raw(self, message: Request | Response | bytes, peer: Peer | None = None) -> None:
+        """Send outside any transaction: the ACK of a 2xx, a retransmitted 2xx (RFC 3261 §13)."""
+        data = message if isinstance(message, bytes) else bytes(message)
+        self.udp.send(data, (peer or self.server).addr)
+
+    def respond(self, tx: ServerTx, response: Response) -> None:
+        if "User-Agent" not in response.headers:
+            response.headers.add("User-Agent", USER_AGENT)
+        self._run(tx, tx.respond(response, self.loop.time()))
+        self._arm()
+
+    def _run(self, tx: ClientTx | ServerTx, actions: list[Action]) -> None:
+        peer = tx.user_data if isinstance(tx.user_data, Peer) else self.server
+        for action in actions:
+            if isinstance(action, SendMessage):
+                self.udp.send(bytes(action.msg), peer.addr)
+            elif isinstance(action, Terminated):
+                self._callbacks.pop(id(tx), None)
+            elif isinstance(action, DeliverAck):
+                self.on_request(action.request, None, peer)
+            else:
+                callback = self._callbacks.get(id(tx))
+                if callback is not None:
+                    callback(action)
+
+    # timers
+    def _arm(self) -> None:
+        deadline = self.table.next_deadline()
+        if deadline is None or (self._timer_at is not None and self._timer_at <= deadline):
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = deadline
+        self._timer = self.loop.call_at(deadline, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        for tx, actions in self.table.fire_due(self.loop.time()):
+            self._run(tx, actions)
+        self._arm()
+
+    # receiving
+    def _receive(self, data: bytes, peer: Peer) -> None:
+        if not data.strip(b"\r\n"):
+            return  # keep-alive
+        try:
+            msg = parse_message(data)
+        except ParseError as e:
+            log.debug("unparsable message", extra={"fields": {"source": f"{peer.host}:{peer.port}",
+                                                              "error": e.reason}})
+            return
+        now = self.loop.time()
+        if isinstance(msg, Response):
+            ctx = self.table.match_response(msg)
+            if ctx is None:
+                self.on_stray(msg)
+            else:
+                self._run(ctx, ctx.receive(msg, now))
+                self._arm()
+            return
+        stx = self.table.match_request(msg)
+        if stx is not None:
+            self._run(stx, stx.receive(msg, now))
+            self._arm()
+            return
+        if msg.method == "ACK":
+            self.on_request(msg, None, peer)
+            return
+        try:
+            stx = self.table.server_for(msg, reliable=False)
+            stx.user_data = peer
+            self._run(stx, self.table.add_server(stx, now))
+        except TableFull:
+            self.send_raw(make_response(msg, 503, to_tag=new_tag()), peer)
+            return
+        try:
+            self.on_request(msg, stx, peer)
+        except ParseError as e:
+            if stx.state in ("trying", "proceeding"):
+                self.respond(stx, make_response(msg, 400, f"Bad Request: {e.reason}"[:120], to_tag=new_tag()))
+
+
+# -- RTP: one socket per user agent, one clock for every stream ---------------------------------------
+
+
+@dataclass(slots=True)
+class _Stream:
+    remote: Addr
+    payload_type: int
+    payload: bytes  # one second of audio (50 frames) in the stream's codec, cycled
+    ssrc: int = field(default_factory=lambda: secrets.randbits(32))
+    sequence: int = field(default_factory=lambda: secrets.randbits(16))
+    timestamp: int = field(default_factory=lambda: secrets.randbits(32))
+    frame: int = 0
+    sent: int = 0
+    received: int = 0
+
+
+class _Media:
+    """RTP for every answered call of one user agent: a frame per stream each 20 ms, packets counted in."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, host: str, send: bool, tone_hz: float | None) -> None:
+        self.loop = loop
+        self.send_enabled = send
+        self.udp = UdpListener(loop, host, 0, self._receive)
+        self.port = self.udp.local[1]
+        self.streams: dict[Addr, _Stream] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self._next = 0.0
+        t = np.arange(8000) / 8000.0
+        signal = (np.sin(2 * np.pi * tone_hz * t) * 8000).astype(np.int16) if tone_hz else np.zeros(8000, np.int16)
+        self._second = {0: ulaw_encode(signal), 8: alaw_encode(signal)}
+
+    def start(self, remote: Addr, payload_type: int) -> _Stream:
+        stream = _Stream(remote, payload_type, self._second.get(payload_type, self._second[0]))
+        self.streams[remote] = stream
+        if self.send_enabled and self._timer is None:
+            self._next = self.loop.time()
+            self._tick()
+        return stream
+
+    def stop(self, stream: _Stream | None) -> None:
+        if stream is not None and self.streams.get(stream.remote) is stream:
+            del self.streams[stream.remote]
+
+    def _tick(self) -> None:
+        self._timer = None
+        if not self.streams:
+            return
+        for s in self.streams.values():
+            at = (s.frame % 50) * SAMPLES_PER_FRAME
+            header = bytes((0x80, s.payload_type)) + s.sequence.to_bytes(2, "big") + s.timestamp.to_bytes(4, "big")
+            self.udp.send(header + s.ssrc.to_bytes(4, "big") + s.payload[at:at + SAMPLES_PER_FRAME], s.remote)
+            s.sequence = (s.sequence + 1) & 0xFFFF
+            s.timestamp = (s.timestamp + SAMPLES_PER_FRAME) & 0xFFFFFFFF
+            s.frame += 1
+            s.sent += 1
+        now = self.loop.time()
+        self._next += FRAME
+        if self._next < now - 10 * FRAME:
+            self._next = now  # the loop stalled: do not burst to catch up
+        self._timer = self.loop.call_at(self._next, self._tick)
+
+    def _receive(self, data: bytes, peer: Peer) -> None:
+        stream = self.streams.get(peer.addr)
+        if stream is not None and len(data) >= 12 and data[0] >> 6 == 2:
+            stream.received += 1
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self.streams.clear()
+        self.udp.close()
+
+
+# -- calls --------------------------------------------------------------------------------------------
+
+
+class OutgoingCall:
+    """A call this user agent placed. `await wait()` gives its `CallResult`."""
+
+    def __init__(self, ua: UserAgent, number: str, invite: Request, patience: float | None,
+                 talk: float | None, wait_for_connect: bool) -> None:
+        self.ua = ua
+        self.number = number
+        self.invite = invite
+        self.call_id = invite.call_id
+        self.patience = patience
+        self.talk = talk
+        self.wait_for_connect = wait_for_connect
+        self.invite_sent = ua.loop.time()
+        self.ringing: float | None = None
+        self.answered: float | None = None
+        self.connected: float | None = None
+        self.gave_up: float | None = None
+        self.provisional = False
+        self.cancel_pending = False
+        self.cancelled = False
+        self.auth_attempts = 0
+        self.dialog: Dialog | None = None
+        self.ack: bytes | None = None
+        self.stream: _Stream | None = None
+        self.bye_sent = False
+        self.timers: list[asyncio.TimerHandle] = []
+        self.done: asyncio.Future[CallResult] = ua.loop.create_future()
+
+    @property
+    def finished(self) -> bool:
+        return self.done.done()
+
+    def connect(self) -> None:
+        """A person took the call (an agent answered it behind the IVR or queue): patience stops here."""
+        self.ua._connect(self)
+
+    def hang_up(self) -> None:
+        """End the call now: CANCEL before the answer, BYE after it."""
+        self.ua._give_up(self, by_patience=False)
+
+    async def wait(self) -> CallResult:
+        return await asyncio.shield(self.done)
+
+
+class IncomingCall:
+    """A call the user agent received; the policy decides what to do with it."""
+
+    def __init__(self, ua: UserAgent, request: Request, tx: ServerInviteTransaction, peer: Peer) -> None:
+        self.ua = ua
+        self.request = request
+        self.tx = tx
+        self.peer = peer
+        self.call_id = request.call_id
+        self.local_tag = new_tag()
+        self.offered = ua.loop.time()
+        self.ringing: float | None = None
+        self.answered: float | None = None
+        self.ended: float | None = None
+        self.outcome: CallOutcome | None = None
+        self.status: int | None = None
+        self.ended_by: str | None = None
+        self.acked = False
+        self.dialog: Dialog | None = None
+        self.ok: bytes | None = None
+        self.stream: _Stream | None = None
+        self.timers: list[asyncio.TimerHandle] = []
+        self.policy = Answer()
+        self.user_data: object = None  # for the owner of the user agent (a virtual agent keeps its record here)
+
+    @property
+    def caller(self) -> str:
+        """The user part of the From header: who the server says is calling."""
+        frm = self.request.from_
+        return (frm.uri.user if frm.uri is not None else None) or ""
+
+    @property
+    def caller_display(self) -> str | None:
+        """The display name of the From header, if any."""
+        return self.request.from_.display
+
+    def hang_up(self) -> None:
+        """BYE when answered; `480` while still ringing."""
+        self.ua._hang_up_incoming(self)
+
+
+# -- the user agent -----------------------------------------------------------------------------------
+
+
+class UserAgent:
+    """A SIP user agent talking to one server over UDP. Use `async with UserAgent(...) as ua:`."""
+
+    def __init__(self, server: Addr, *, user: str | None = None, password: str | None = None,
+                 domain: str | None = None, local_host: str | None = None, local_port: int = 0,
+                 timers: Timers | None = None, answer: AnswerPolicy = Answer(),
+                 on_incoming: CallHook | None = None, on_answered: CallHook | None = None,
+                 on_ended: CallHook | None = None, rtp: bool = False, tone_hz: float | None = None,
+                 algorithms: tuple[str, ...] = ("SHA-256", "MD5"), max_calls: int = 1000,
+                 max_duration: float = 3600.0) -> None:
+        self.server = server
+        self.user = user
+        self.password = password
+        self.domain = domain or server[0]
+        self.local_host = local_host
+        self.local_port = local_port
+        self.timers = timers or Timers()
+        self.answer = answer
+        self.on_incoming = on_incoming
+        self.on_answered = on_answered
+        self.on_ended = on_ended
+        self.rtp = rtp
+        self.tone_hz = tone_hz
+        self.algorithms = tuple(a.upper() for a in algorithms)
+        self.max_calls = max_calls
+        self.max_duration = max_duration
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._ep: _Endpoint | None = None
+        self._media: _Media | None = None
+        self.outgoing: dict[str, OutgoingCall] = {}
+        self.incoming: dict[str, IncomingCall] = {}
+        self.dialogs = DialogTable(max_calls)
+        # (method, credentials header) -> (challenge, last nonce-count): REGISTER and INVITE apart, since a
+        # server may challenge them differently (401 from the registrar, 407 from the proxy).
+        self._challenges: dict[tuple[str, str], tuple[str, int]] = {}
+        self._reg_call_id = f"{secrets.token_hex(10)}@sim"
+        self._reg_tag = new_tag()
+        self._reg_cseq = 0
+        self.registration: Registration | None = None
+        self._refresh: asyncio.Task[None] | None = None
+        self.closed = False
+
+    # -- lifecycle ------------------------------------------------------------------------------------
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        if self._loop is None:
+            raise RuntimeError("user agent not open: use `async with UserAgent(...)` or `await ua.open()`")
+        return self._loop
+
+    @property
+    def endpoint(self) -> _Endpoint:
+        if self._ep is None:
+            raise RuntimeError("user agent not open: use `async with UserAgent(...)` or `await ua.open()`")
+        return self._ep
+
+    @property
+    def address(self) -> Addr:
+        """The local address of the SIP socket."""
+        return self.endpoint.local
+
+    async def open(self) -> UserAgent:
+        self._loop = asyncio.get_running_loop()
+        host = self.local_host or _route_to(self.server[0])
+        self._ep = _Endpoint(self._loop, self.server, host, self.local_port, self.timers, self._on_request,
+                             self._on_stray, max_transactions=max(64, 8 * self.max_calls))
+        self._media = _Media(self._loop, host, self.rtp, self.tone_hz)
+        return self
+
+    async def __aenter__(self) -> UserAgent:
+        return await self.open()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def contact(self) -> NameAddr:
+        host, port = self.endpoint.local
+        return NameAddr(URI("sip", host, self.user or "sim", None, port))
+
+    async def close(self, timeout: float | None = None) -> None:
+        """Hang up every call, unregister, wait (bounded) for the last answers, then close the sockets."""
+        if self.closed or self._ep is None:
+            self.closed = True
+            return
+        limit = timeout if timeout is not None else 2 * self.timers.timeout
+        if self._refresh is not None:
+            self._refresh.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._refresh
+        for out in list(self.outgoing.values()):
+            self._give_up(out, by_patience=False)
+        for inc in list(self.incoming.values()):
+            self._hang_up_incoming(inc)
+        pending = [c.done for c in self.outgoing.values()]
+        if pending:
+            await asyncio.wait(pending, timeout=limit)
+        if self.registration is not None and self.registration.ok:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.unregister(), limit)
+        for out in list(self.outgoing.values()):
+            self._finish_out(out, CallOutcome.FAILED, 408, "User Agent Closed")
+        for inc in list(self.incoming.values()):
+            self._finish_in(inc, CallOutcome.FAILED, inc.status or 408, "local")
+        self.closed = True
+        self._ep.close()
+        if self._media is not None:
+            self._media.close()
+
+    # -- digest ---------------------------------------------------------------------------------------
+
+    def _learn_challenge(self, response: Response, method: str) -> bool:
+        """Keep the challenge of a 401/407 for the next requests; False when none can be used."""
+        header = "WWW-Authenticate" if response.status == 401 else "Proxy-Authenticate"
+        values = [v for v in response.headers.get_all(header) if _algorithm(v) in self.algorithms]
+        try:
+            chosen = select_challenge(values)
+        except AuthError as e:
+            log.warning("no usable challenge", extra={"fields": {"status": response.status, "error": str(e)}})
+            return False
+        creds = "Authorization" if response.status == 401 else "Proxy-Authorization"
+        for key in [k for k in self._challenges if k[0] == method]:
+            del self._challenges[key]
+        self._challenges[(method, creds)] = (chosen, 0)
+        return True
+
+    def _authorize(self, request: Request) -> None:
+        """Put credentials answering the last challenge to this method on `request` (next nonce-count)."""
+        if self.user is None or self.password is None:
+            return
+        for (method, header), (challenge, nc) in list(self._challenges.items()):
+            if method != request.method:
+                continue
+            nc += 1
+            self._challenges[(method, header)] = (challenge, nc)
+            value = digest_response(challenge, request.method, str(request.uri), self.user, self.password,
+                                    secrets.token_hex(8), nc)
+            request.headers.set(header, value)
+
+    def digest_algorithm(self, method: str = "REGISTER") -> str | None:
+        """The algorithm of the challenge last answered for `method` (SHA-256, MD5), None before any."""
+        return next((_algorithm(c) for (m, _), (c, _) in self._challenges.items() if m == method), None)
+
+    @staticmethod
+    def _stale(response: Response) -> bool:
+        header = "WWW-Authenticate" if response.status == 401 else "Proxy-Authenticate"
+        for v in response.headers.get_all(header):
+            with contextlib.suppress(AuthError):
+                if Challenge.parse(v).stale:
+                    return True
+        return False
+
+    async def _transact(self, request: Request) -> Response:
+        """Send a non-INVITE request and wait for its final response (408 made up when none came)."""
+        fut: asyncio.Future[Response] = self.loop.create_future()
+
+        def on_event(action: Action) -> None:
+            if fut.done():
+                return
+            if isinstance(action, DeliverResponse) and action.response.status >= 200:
+                fut.set_result(action.response)
+            elif isinstance(action, TimedOut | TransportFailed):
+                fut.set_result(make_response(request, 408, "Request Timeout (no answer)"))
+
+        self.endpoint.send_request(request, on_event)
+        return await fut  # Timer F ends every non-INVITE transaction within 64*T1
+
+    # -- registration ---------------------------------------------------------------------------------
+
+    async def register(self, user: str | None = None, password: str | None = None, *, expires: int = 300,
+                       refresh: bool = False) -> Registration:
+        """REGISTER this user agent's contact (again, for a re-registration) for `expires` seconds.
+
+        With `refresh`, the binding is renewed at half its granted lifetime until `close()`.
+        """
+        if user is not None:
+            if user != self.user:
+                self._challenges.clear()
+            self.user = user
+        if password is not None:
+            self.password = password
+        if self.user is None:
+            raise ValueError("register needs a user")
+        result = await self._register(expires)
+        self.registration = result
+        if refresh and result.ok and self._refresh is None:
+            self._refresh = self.loop.create_task(self._keep_registered(expires))
+        return result
+
+    async def unregister(self) -> Registration:
+        """Remove this contact's binding (Expires: 0)."""
+        if self._refresh is not None and self._refresh is not asyncio.current_task():
+            self._refresh.cancel()
+            self._refresh = None
+        result = await self._register(0)
+        self.registration = None
+        return result
+
+    async def _register(self, expires: int) -> Registration:
+        tries = 0
+        while True:
+            tries += 1
+            request = self._register_request(expires)
+            self._authorize(request)
+            response = await self._transact(request)
+            status = response.status
+            if status in (401, 407) and tries < 3 and self.password is not None:
+                # Retry once with the new challenge, and once more only when the nonce went stale.
+                if (tries == 1 or self._stale(response)) and self._learn_challenge(response, "REGISTER"):
+                    continue
+            if status == 423 and tries < 3:
+                asked = response.header_int("Min-Expires")
+                if asked is not None and asked > expires:
+                    expires = asked
+                    continue
+            granted = _granted_expires(response, self.contact(), expires) if 200 <= status < 300 else 0
+            algorithm = self.digest_algorithm("REGISTER")
+            log.debug("register", extra={"fields": {"user": self.user, "status": status, "expires": granted}})
+            return Registration(status, response.reason, granted, algorithm)
+
+    def _register_request(self, expires: int) -> Request:
+        self._reg_cseq += 1
+        aor = URI("sip", self.domain, self.user)
+        headers = Headers([
+            ("From", str(NameAddr(aor, None, (("tag", self._reg_tag),)))),
+            ("To", str(NameAddr(aor))),
+            ("Call-ID", self._reg_call_id),
+            ("CSeq", f"{self._reg_cseq} REGISTER"),
+            ("Contact", str(self.contact())),
+            ("Expires", str(expires)),
+            ("User-Agent", USER_AGENT),
+        ])
+        return Request(headers, b"", "REGISTER", URI("sip", self.domain))
+
+    async def _keep_registered(self, expires: int) -> None:
+        while not self.closed:
+            granted = self.registration.expires if self.registration is not None else expires
+            await asyncio.sleep(max(1.0, granted / 2))
+            result = await self._register(expires)
+            self.registration = result
+            if not result.ok:
+                log.warning("re-registration failed", extra={"fields": {"user": self.user,
+                                                                         "status": result.status}})
+
+    # -- outgoing calls -------------------------------------------------------------------------------
+
+    def place(self, number: str, *, patience: float | None = None, talk: float | None = None,
+              wait_for_connect: bool = False, from_user: str | None = None,
+              display: str | None = None) -> OutgoingCall:
+        """Send an INVITE to `number` at the server; the call goes on by itself (see `OutgoingCall`).
+
+        `patience`: seconds the caller waits to be answered (or connected) before hanging up. `talk`:
+        seconds after which the caller hangs up an answered call; None waits for the other side's BYE
+        (at most `max_duration`). `from_user` and `display` set the From header (a server that
+        authenticates users wants the From user to be the authenticated one; a trusted endpoint may
+        send any caller ID).
+        """
+        if self.closed:
+            raise SipCallError("user agent closed")
+        if len(self.outgoing) + len(self.incoming) >= self.max_calls:
+            raise SipCallError(f"{self.max_calls} calls in progress already (max_calls)")
+        ep = self.endpoint
+        assert self._media is not None
+        offer = make_offer(ep.local[0], self._media.port, secrets.randbelow(2**62) + 1, 1, CODECS)
+        target = URI("sip", self.domain, number)
+        me = URI("sip", self.domain, from_user or self.user or "sim")
+        headers = Headers([
+            ("From", str(NameAddr(me, display, (("tag", new_tag()),)))),
+            ("To", str(NameAddr(target))),
+            ("Call-ID", f"{secrets.token_hex(12)}@sim"),
+            ("CSeq", "1 INVITE"),
+            ("Contact", str(self.contact())),
+            ("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS"),
+            ("User-Agent", USER_AGENT),
+            ("Content-Type", "application/sdp"),
+        ])
+        invite = Request(headers, offer.serialize(), "INVITE", target)
+        self._authorize(invite)
+        call = OutgoingCall(self, number, invite, patience, talk, wait_for_connect)
+        self.outgoing[call.call_id] = call
+        self._send_invite(call)
+        if patience is not None:
+            call.timers.append(self.loop.call_later(patience, self._give_up, call, True))
+        call.timers.append(self.loop.call_later(self.max_duration, self._give_up, call, False))
+        return call
+
+    async def call(self, number: str, *, patience: float | None = None, talk: float | None = None,
+                   wait_for_connect: bool = False, from_user: str | None = None) -> CallResult:
+        """Place a call and wait for its end: `await ua.call("1002", patience=20, talk=5)`."""
+        return await self.place(number, patience=patience, talk=talk, wait_for_connect=wait_for_connect,
+                                from_user=from_user).wait()
+
+    def _send_invite(self, call: OutgoingCall) -> None:
+        invite = call.invite
+        self.endpoint.send_request(invite, lambda action: self._on_invite_event(call, invite, action))
+
+    def _on_invite_event(self, call: OutgoingCall, invite: Request, action: Action) -> None:
+        if call.finished:
+            if isinstance(action, DeliverResponse) and 200 <= action.response.status < 300:
+                if call.ack is not None:
+                    self.endpoint.send_raw(call.ack)  # a 2xx retransmitted after the end: ACK it again
+                else:
+                    self._ack_and_bye(call, invite, action.response)
+            return
+        if isinstance(action, TimedOut | TransportFailed):
+            if invite is call.invite:
+                outcome = CallOutcome.ABANDONED if call.gave_up is not None else CallOutcome.FAILED
+                self._finish_out(call, outcome, 408, "Request Timeout")
+            return
+        if not isinstance(action, DeliverResponse):
+            return
+        response = action.response
+        status = response.status
+        if status < 200:
+            call.provisional = True
+            if status in (180, 183) and call.ringing is None:
+                call.ringing = self.loop.time()
+            if call.cancel_pending:
+                self._send_cancel(call)
+            return
+        if status < 300:
+            self._answered(call, invite, response)
+            return
+        if invite is not call.invite:
+            return
+        if (status in (401, 407) and call.auth_attempts < 2 and call.gave_up is None and self.password is not None
+                and (call.auth_attempts == 0 or self._stale(response)) and self._learn_challenge(response, "INVITE")):
+            call.auth_attempts += 1
+            self._reinvite_with_credentials(call)
+            return
+        outcome = CallOutcome.ABANDONED if call.gave_up is not None else CallOutcome.REJECTED
+        self._finish_out(call, outcome, status, response.reason)
+
+    def _reinvite_with_credentials(self, call: OutgoingCall) -> None:
+        """The same INVITE, next CSeq, new branch, with credentials (RFC 3261 §22.2)."""
+        invite = call.invite.copy()
+        invite.headers.remove("Via")
+        cseq = invite.cseq.seq + 1
+        invite.headers.set("CSeq", f"{cseq} INVITE")
+        self._authorize(invite)
+        call.invite = invite
+        call.provisional = False
+        self._send_invite(call)
+
+    def _answered(self, call: OutgoingCall, invite: Request, response: Response) -> None:
+        if call.dialog is not None:
+            if call.ack is not None:
+                self.endpoint.send_raw(call.ack)  # a retransmitted 2xx: the ACK was lost
+            return
+        try:
+            dialog = Dialog.uac(invite, response)
+        except ParseError as e:
+            log.info("bad 2xx", extra={"fields": {"call": call.call_id, "error": e.reason}})
+            return
+        dialog.local_contact = self.contact()
+        dialog.user_data = call
+        call.dialog = dialog
+        ack = dialog.create_ack(invite)
+        call.ack = bytes(ack)
+        self.endpoint.send_raw(call.ack)
+        with contextlib.suppress(ValueError):
+            self.dialogs.add(dialog)
+        now = self.loop.time()
+        call.answered = now
+        if call.gave_up is not None:
+            self._send_bye(call)  # answered while our CANCEL was on its way (RFC 3261 §9.1)
+            return
+        call.stream = self._start_media(response.body)
+        if not call.wait_for_connect:
+            self._connect(call)
+        else:
+            self._start_talk(call)
+
+    def _ack_and_bye(self, call: OutgoingCall, invite: Request, response: Response) -> None:
+        """A 2xx after the call was given up for lost (§9.1's 64*T1 passed): accept it and end it at once."""
+        try:
+            dialog = Dialog.uac(invite, response)
+        except ParseError:
+            return
+        call.ack = bytes(dialog.create_ack(invite))
+        self.endpoint.send_raw(call.ack)
+        self.endpoint.send_request(dialog.create_request("BYE", headers=[("User-Agent", USER_AGENT)]))
+
+    def _connect(self, call: OutgoingCall) -> None:
+        if call.connected is not None or call.finished or call.gave_up is not None:
+            return
+        call.connected = self.loop.time()
+        self._start_talk(call)
+
+    def _start_talk(self, call: OutgoingCall) -> None:
+        """The talk time runs once the call is both answered at SIP level and connected, in either order."""
+        if call.talk is not None and call.connected is not None and call.answered is not None:
+            call.timers.append(self.loop.call_later(call.talk, self._give_up, call, False))
+
+    def _give_up(self, call: OutgoingCall, by_patience: bool) -> None:
+        """Patience ran out, the talk time is over, or the owner hangs up."""
+        if call.finished:
+            return
+        if by_patience and call.connected is not None:
+            return  # patience ends once connected
+        if call.dialog is not None:
+            if call.connected is None and call.gave_up is None:
+                call.gave_up = self.loop.time()
+            self._send_bye(call)
+            return
+        if call.gave_up is None:
+            call.gave_up = self.loop.time()
+        if call.provisional:
+            self._send_cancel(call)
+        else:
+            call.cancel_pending = True  # RFC 3261 §9.1: no CANCEL before a provisional response
+        # §9.1: with no final response within 64*T1 of giving up, the INVITE transaction is abandoned.
+        call.timers.append(self.loop.call_later(self.timers.timeout, self._abandon_invite, call))
+
+    def _abandon_invite(self, call: OutgoingCall) -> None:
+        if not call.finished and call.dialog is None:
+            self._finish_out(call, CallOutcome.ABANDONED, 408, "Request Timeout (no answer to CANCEL)")
+
+    def _send_cancel(self, call: OutgoingCall) -> None:
+        if call.cancelled or call.dialog is not None:
+            return
+        call.cancelled = True
+        call.cancel_pending = False
+        self.endpoint.send_request(make_cancel(call.invite))
+
+    def _send_bye(self, call: OutgoingCall) -> None:
+        dialog = call.dialog
+        if dialog is None or call.bye_sent:
+            return
+        call.bye_sent = True
+        bye = dialog.create_request("BYE", headers=[("User-Agent", USER_AGENT)])
+
+        def done(action: Action) -> None:
+            if isinstance(action, DeliverResponse) and action.response.status < 200:
+                return
+            if isinstance(action, DeliverResponse | TimedOut | TransportFailed):
+                self._finish_out(call, self._answered_outcome(call), 200, "OK", "local")
+
+        self.endpoint.send_request(bye, done)
+
+    @staticmethod
+    def _answered_outcome(call: OutgoingCall) -> CallOutcome:
+        if call.connected is not None:
+            return CallOutcome.ANSWERED
+        return CallOutcome.ABANDONED if call.gave_up is not None else CallOutcome.FAILED
+
+    def _finish_out(self, call: OutgoingCall, outcome: CallOutcome, status: int, reason: str,
+                    ended_by: str | None = None) -> None:
+        if call.finished:
+            return
+        for timer in call.timers:
+            timer.cancel()
+        call.timers.clear()
+        if self.outgoing.get(call.call_id) is call:
+            del self.outgoing[call.call_id]
+        if call.dialog is not None:
+            self.dialogs.remove(call.dialog)
+            status = 200
+        sent, received = self._stop_media(call.stream)
+        call.done.set_result(CallResult(
+            call.number, call.call_id, outcome, status, reason, call.invite_sent, call.ringing,
+            call.answered, call.connected, self.loop.time(), ended_by, sent, received))
+
+    # -- incoming requests ----------------------------------------------------------------------------
+
+    def _on_request(self, request: Request, tx: ServerTx | None, peer: Peer) -> None:
+        method = request.method
+        if method == "CANCEL":
+            assert isinstance(tx, ServerNonInviteTransaction)
+            self._on_cancel(request, tx)
+            return
+        if request.to.tag:
+            self._in_dialog(request, tx)
+            return
+        if tx is None:
+            return
+        if method == "INVITE":
+            assert isinstance(tx, ServerInviteTransaction)
+            self._on_invite(request, tx, peer)
+        elif method == "OPTIONS":
+            self.endpoint.respond(tx, make_response(request, 200, to_tag=new_tag(),
+                                                    extra=[("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS")]))
+        else:
+            self.endpoint.respond(tx, make_response(request, 405, to_tag=new_tag(),
+                                                    extra=[("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS")]))
+
+    def _on_stray(self, response: Response) -> None:
+        if 200 <= response.status < 300 and response.cseq.method == "INVITE":
+            call = self.outgoing.get(response.call_id)
+            if call is not None and call.ack is not None:
+                self.endpoint.send_raw(call.ack)
+
+    def _on_invite(self, request: Request, tx: ServerInviteTransaction, peer: Peer) -> None:
+        ep = self.endpoint
+        ep.respond(tx, make_response(request, 100))
+        if self.closed or len(self.outgoing) + len(self.incoming) >= self.max_calls:
+            ep.respond(tx, make_response(request, 486, to_tag=new_tag()))
+            return
+        call = IncomingCall(self, request, tx, peer)
+        self.incoming[call.call_id] = call
+        self._hook(self.on_incoming, call)
+        try:
+            policy = self.answer(call) if callable(self.answer) else self.answer
+        except Exception:
+            log.exception("answer policy failed", extra={"fields": {"call": call.call_id}})
+            policy = Answer(reject=500)
+        call.policy = policy
+        if policy.reject is not None:
+            ep.respond(tx, make_response(request, policy.reject, to_tag=call.local_tag))
+            self._finish_in(call, CallOutcome.REJECTED, policy.reject, None)
+            return
+        if policy.after > 0:
+            ep.respond(tx, make_response(request, 180, to_tag=call.local_tag,
+                                         extra=[("Contact", str(self.contact()))]))
+            call.ringing = self.loop.time()
+            call.timers.append(self.loop.call_later(policy.after, self._answer_incoming, call))
+        else:
+            self._answer_incoming(call)
+        call.timers.append(self.loop.call_later(self.max_duration, self._hang_up_incoming, call))
+
+    def _answer_incoming(self, call: IncomingCall) -> None:
+        if call.ended is not None:
+            return
+        assert self._media is not None
+        host = self.endpoint.local[0]
+        sid = secrets.randbelow(2**62) + 1
+        body = b""
+        try:
+            if call.request.body:
+                body = make_answer(SessionDescription.parse(call.request.body), host, self._media.port, sid, 1,
+                                   CODECS).serialize()
+            else:
+                body = make_offer(host, self._media.port, sid, 1, CODECS).serialize()
+        except (SdpError, ValueError) as e:
+            self.endpoint.respond(call.tx, make_response(call.request, 488, f"Not Acceptable Here: {e}"[:120],
+                                                         to_tag=call.local_tag))
+            self._finish_in(call, CallOutcome.REJECTED, 488, None)
+            return
+        ok = make_response(call.request, 200, to_tag=call.local_tag, body=body,
+                           extra=[("Contact", str(self.contact())), ("Content-Type", "application/sdp")])
+        dialog = Dialog.uas(call.request, call.local_tag)
+        dialog.local_contact = self.contact()
+        dialog.user_data = call
+        dialog.response_sent(ok)
+        call.dialog = dialog
+        with contextlib.suppress(ValueError):
+            self.dialogs.add(dialog)
+        self.endpoint.respond(call.tx, ok)
+        call.ok = bytes(ok)
+        call.answered = self.loop.time()
+        call.status = 200
+        if call.request.body:
+            call.stream = self._start_media(call.request.body)
+        call.timers.append(self.loop.call_later(self.timers.t1, self._retransmit_ok, call, self.timers.t1,
+                                                call.answered + self.timers.timeout))
+        if call.policy.hang_up_after is not None:
+            call.timers.append(self.loop.call_later(call.policy.hang_up_after, self._hang_up_incoming, call))
+        self._hook(self.on_answered, call)
+
+    def _retransmit_ok(self, call: IncomingCall, interval: float, until: float) -> None:
+        """RFC 3261 §13.3.1.4: the 2xx again, T1 doubling up to T2, until the ACK or 64*T1 (then BYE)."""
+        if call.acked or call.ended is not None or call.ok is None:
+            return
+        if self.loop.time() >= until:
+            log.info("no ACK for 2xx", extra={"fields": {"call": call.call_id}})
+            self._send_bye_incoming(call, CallOutcome.FAILED)
+            return
+        self.endpoint.send_raw(call.ok, call.peer)
+        interval = min(2 * interval, self.timers.t2)
+        call.timers.append(self.loop.call_later(interval, self._retransmit_ok, call, interval, until))
+
+    def _hang_up_incoming(self, call: IncomingCall) -> None:
+        if call.ended is not None:
+            return
+        if call.dialog is None:
+            self.endpoint.respond(call.tx, make_response(call.request, 480, to_tag=call.local_tag))
+            self._finish_in(call, CallOutcome.REJECTED, 480, "local")
+            return
+        self._send_bye_incoming(call, CallOutcome.ANSWERED)
+
+    def _send_bye_incoming(self, call: IncomingCall, outcome: CallOutcome) -> None:
+        dialog = call.dialog
+        if dialog is None:
+            return
+        call.dialog = None
+        self.dialogs.remove(dialog)
+        bye = dialog.create_request("BYE", headers=[("User-Agent", USER_AGENT)])
+
+        def done(action: Action) -> None:
+            if isinstance(action, DeliverResponse) and action.response.status < 200:
+                return
+            if isinstance(action, DeliverResponse | TimedOut | TransportFailed):
+                self._finish_in(call, outcome, 200, "local")
+
+        self.endpoint.send_request(bye, done)
+
+    def _on_cancel(self, cancel: Request, tx: ServerNonInviteTransaction) -> None:
+        ep = self.endpoint
+        invite_tx = ep.table.match_cancel(cancel)
+        if invite_tx is None:
+            ep.respond(tx, make_response(cancel, 481))
+            return
+        ep.respond(tx, make_response(cancel, 200))
+        call = self.incoming.get(cancel.call_id)
+        if call is not None and call.tx is invite_tx and call.dialog is None and call.ended is None:
+            ep.respond(invite_tx, make_response(call.request, 487, to_tag=call.local_tag))
+            self._finish_in(call, CallOutcome.ABANDONED, 487, "remote")
+
+    def _in_dialog(self, request: Request, tx: ServerTx | None) -> None:
+        dialog = self.dialogs.match_request(request)
+        if dialog is None:
+            if tx is not None:
+                self.endpoint.respond(tx, make_response(request, 481))
+            return
+        if request.method == "ACK":
+            if isinstance(dialog.user_data, IncomingCall):
+                dialog.user_data.acked = True
+            return
+        if tx is None:
+            return
+        error = dialog.receive_request(request)
+        if error is not None:
+            self.endpoint.respond(tx, error)
+            return
+        owner = dialog.user_data
+        if request.method == "BYE":
+            self.endpoint.respond(tx, make_response(request, 200))
+            self.dialogs.remove(dialog)
+            if isinstance(owner, OutgoingCall):
+                owner.dialog = None
+                self._finish_out(owner, self._answered_outcome(owner), 200, "OK", "remote")
+            elif isinstance(owner, IncomingCall):
+                owner.dialog = None
+                self._finish_in(owner, CallOutcome.ANSWERED, 200, "remote")
+            return
+        extra = [("Contact", str(self.contact()))]
+        body = b""
+        if request.method == "INVITE" and request.body:
+            assert self._media is not None
+            try:
+                offer = SessionDescription.parse(request.body)
+                body = make_answer(offer, self.endpoint.local[0], self._media.port, secrets.randbelow(2**62) + 1,
+                                   1, CODECS).serialize()
+                extra.append(("Content-Type", "application/sdp"))
+            except (SdpError, ValueError):
+                self.endpoint.respond(tx, make_response(request, 488))
+                return
+        self.endpoint.respond(tx, make_response(request, 200, body=body, extra=extra))
+
+    def _finish_in(self, call: IncomingCall, outcome: CallOutcome, status: int, ended_by: str | None) -> None:
+        if call.ended is not None:
+            return
+        for timer in call.timers:
+            timer.cancel()
+        call.timers.clear()
+        call.ended = self.loop.time()
+        call.outcome = outcome
+        call.status = status
+        call.ended_by = ended_by
+        if call.dialog is not None:
+            self.dialogs.remove(call.dialog)
+            call.dialog = None
+        self._stop_media(call.stream)
+        if self.incoming.get(call.call_id) is call:
+            del self.incoming[call.call_id]
+        self._hook(self.on_ended, call)
+
+    @staticmethod
+    def _hook(hook: CallHook | None, call: IncomingCall) -> None:
+        if hook is None:
+            return
+        try:
+            hook(call)
+        except Exception:
+            log.exception("call hook failed", extra={"fields": {"call": call.call_id}})
+
+    # -- media ----------------------------------------------------------------------------------------
+
+    def _start_media(self, remote_sdp: bytes) -> _Stream | None:
+        if self._media is None or not remote_sdp:
+            return None
+        try:
+            n = negotiated(SessionDescription.parse(remote_sdp))
+        except (SdpError, ValueError):
+            return None
+        if n.port == 0 or n.address in ("0.0.0.0", "::"):
+            return None
+        return self._media.start((n.address, n.port), n.payload_type)
+
+    def _stop_media(self, stream: _Stream | None) -> tuple[int, int]:
+        if stream is None or self._media is None:
+            return 0, 0
+        self._media.stop(stream)
+        return stream.sent, stream.received
+
+
+def _algorithm(challenge: str) -> str:
+    try:
+        return Challenge.parse(challenge).algorithm.upper()
+    except AuthError:
+        return ""
+
+
+def _route_to(host: str) -> str:
+    """The local address this machine would send from to reach `host` (no packet is sent)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect((host.strip("[]"), 9))
+            return str(s.getsockname()[0])
+        except OSError:
+            return "127.0.0.1"
+
+
+def _granted_expires(response: Response, contact: NameAddr, asked: int) -> int:
+    """The lifetime the registrar gave our contact: its `expires` parameter, else the Expires header."""
+    ours = contact.uri
+    for value in response.headers.get_all("Contact"):
+        try:
+            c = NameAddr.parse(value)
+        except ParseError:
+            continue
+        if c.uri is not None and ours is not None and (c.uri.user, c.uri.host, c.uri.port) == (
+                ours.user, ours.host, ours.port):
+            e = c.param("expires")
+            if e is not None and e.isdigit():
+                return int(e)
+    try:
+        header = response.header_int("Expires")
+    except ParseError:
+        header = None
+    return header if header is not None else asked
