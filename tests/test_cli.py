@@ -162,7 +162,7 @@ def test_log_level_flag_overrides_the_file(tmp_path: Path, fake_app: list[Config
 def test_serve_reports_a_server_that_cannot_start(tmp_path: Path, fake_app: list[Config],
                                                   monkeypatch: pytest.MonkeyPatch,
                                                   capsys: pytest.CaptureFixture[str]) -> None:
-    def busy(config: Config) -> int:
+    def busy(config: Config, demo: bool = False) -> int:
         raise OSError(98, "Address already in use")
 
     monkeypatch.setattr(sys.modules["hatif.app"], "run", busy)
