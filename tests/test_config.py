@@ -405,3 +405,53 @@ tenants:
       - {username: "1002", password: hatif-demo-not}
 """)
     assert config.demo_credentials_in_use() == ["1001"]
+
+
+BROKEN_FLOW = """
+    tenants:
+      - name: default
+        users:
+          - {username: "1001", password: "a-long-secret-1"}
+        dialplan:
+          - {match: '^700$', to: 'flow:main'}
+          - {match: '^701$', to: 'flow:mian'}
+        flows:
+          main:
+            start: menu
+            nodes:
+              menu:
+                type: menu
+                prompt: "Press 1 for sales."
+                options: {1: sales}
+              sales:
+                type: route
+                to: "user:1009"
+              orphan:
+                type: say
+                text: "Nobody comes here."
+                next: spin
+              spin:
+                type: say
+                text: "Round and round."
+                next: orphan
+    """
+
+
+def test_broken_flow_is_refused_naming_each_node() -> None:
+    messages = errors(BROKEN_FLOW, "flows.yaml")
+    text = "\n".join(messages)
+    assert "flows.yaml:7: tenants[0].dialplan[1].to: no flow 'mian'" in text
+    assert "flows.yaml:18: tenants[0].flows.main.nodes.sales.to: there is no user '1009'" in text
+    assert "flows.yaml:19: tenants[0].flows.main.nodes.orphan: node 'orphan' cannot be reached" in text
+    assert "tenants[0].flows.main.nodes.orphan: loop without input: orphan -> spin -> orphan" in text
+    assert "flows.yaml:23: tenants[0].flows.main.nodes.spin: node 'spin' cannot be reached" in text
+
+
+def test_serve_refuses_a_broken_flow_at_start(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from hatif.cli import main
+
+    path = tmp_path / "flows.yaml"
+    path.write_text(textwrap.dedent(BROKEN_FLOW).lstrip("\n"))
+    assert main(["serve", "--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "nodes.sales" in err and "orphan" in err

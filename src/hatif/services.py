@@ -144,7 +144,8 @@ class Services:
 
     async def _flow(self, call: Call, name: str) -> None:
         call.outcome = "ivr"
-        await run_flow(call, self.flows[call.tenant], name, router=self)
+        await run_flow(call, self.flows[call.tenant], name, router=self,
+                       on_step=lambda flow, node: self.control.emit(call, "ivr.node", flow=flow, node=node))
 
     async def queue(self, channel: Channel, name: str) -> Outcome:
         """Queues come with the ACD; until one is configured the flow takes its `on_fail` branch."""

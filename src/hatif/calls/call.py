@@ -186,6 +186,7 @@ class Call:
         leg.digits.clear()
         engine = self.control.media
         recorder = engine.record_leg(leg.media, path)
+        self.control.emit(self, "record.started", leg, path=str(path))
         loop = self.control.loop
         deadline = loop.time() + max_seconds
         ended_by: str = "max_length"

@@ -12,9 +12,9 @@ caller's leg, routes the dialed number through the tenant's dial plan, and start
   queues) gets the `Call` (a `hatif.calls.api.Channel`) and runs as a task; the call ends when it returns.
 
 Events: every state change is a `CallEvent` (kinds: call.started, leg.ringing, leg.answered, leg.held,
-leg.resumed, leg.ended, call.bridged, call.unbridged, dtmf, record.done, transfer, conference.joined,
-conference.left, call.ended), kept in a bounded deque and passed to listeners. When a call ends its call
-detail record is handed to the `on_record` hooks (the store writes it).
+leg.resumed, leg.ended, call.bridged, call.unbridged, dtmf, record.started, record.done, transfer,
+conference.joined, conference.left, ivr.node, call.ended), kept in a bounded deque and passed to listeners.
+When a call ends its call detail record is handed to the `on_record` hooks (the store writes it).
 """
 
 from __future__ import annotations

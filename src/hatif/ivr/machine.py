@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Generator, Mapping
+from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -161,8 +161,10 @@ class FlowMachine:
 
     def __init__(self, flows: FlowSet, name: str, *, caller: str = "", caller_name: str | None = None,
                  called: str = "", language: str = "en", call_id: str = "",
-                 variables: dict[str, str] | None = None, step_limit: int = STEP_LIMIT) -> None:
+                 variables: dict[str, str] | None = None, step_limit: int = STEP_LIMIT,
+                 on_step: Callable[[str, str], None] | None = None) -> None:
         self.flows = flows
+        self.on_step = on_step  # told (flow, node) as each node is entered: the call's events
         self.flow = name
         self.node: str | None = None
         self.language = language
@@ -225,6 +227,8 @@ class FlowMachine:
                 yield Hangup("flow_error")
                 return
             self._log(logging.DEBUG, "ivr step", type=node.type, step=self.steps)
+            if self.on_step is not None:
+                self.on_step(self.flow, node_name)
             node_name = yield from self._enter(node)
         self._log(logging.DEBUG, "ivr end")
         yield Hangup("normal")

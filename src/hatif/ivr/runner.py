@@ -59,7 +59,7 @@ class RouteHandler(Protocol):
 
 async def run_flow(channel: Channel, flows: FlowSet | Mapping[str, Flow], name: str, *, router: RouteHandler,
                    clock: Callable[[], float] = time.time, http_client: httpx.AsyncClient | None = None,
-                   step_limit: int = STEP_LIMIT) -> str:
+                   step_limit: int = STEP_LIMIT, on_step: Callable[[str, str], None] | None = None) -> str:
     """Run flow `name` on `channel` until the call ends; returns why it ended.
 
     The result is the machine's hang-up cause (`normal`, `step_limit`, `flow_error`) or `caller_hangup`.
@@ -71,7 +71,7 @@ async def run_flow(channel: Channel, flows: FlowSet | Mapping[str, Flow], name: 
     flowset = flows if isinstance(flows, FlowSet) else FlowSet(flows)
     machine = FlowMachine(flowset, name, caller=channel.caller_number, caller_name=channel.caller_name,
                           called=channel.called_number, language=channel.language, call_id=channel.call_id,
-                          variables=channel.variables, step_limit=step_limit)
+                          variables=channel.variables, step_limit=step_limit, on_step=on_step)
     fields = {"call": channel.call_id, "flow": name}
     own_client: httpx.AsyncClient | None = None
     try:
