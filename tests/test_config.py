@@ -386,14 +386,20 @@ def test_demo_yaml_loads() -> None:
     assert isinstance(config, Config)
     (tenant,) = config.tenants
     assert tenant.name == "default" and tenant.domains == ("hatif.local",)
-    assert [u.username for u in tenant.users] == ["1001", "1002", "1003", "1004", "1005"]
+    people = ["1001", "1002", "1003", "1004", "1005"]
+    virtual = ["2001", "2002", "2003", "2004"]
+    assert [u.username for u in tenant.users] == people + virtual
     assert {u.language for u in tenant.users} == {"en", "ar", "fa"}
     assert all(u.display_name for u in tenant.users)
     assert [str(a) for a in config.sip.listen] == ["udp:0.0.0.0:5060", "tcp:0.0.0.0:5060"]
-    assert config.demo_credentials_in_use() == ["1001", "1002", "1003", "1004", "1005"]
+    assert config.demo_credentials_in_use() == people + virtual
     assert tenant.route("1004") == Route("user", "1004", "1004")
     assert tenant.route("1006") is None
     assert tenant.route("*43") == Route("app", "echo", "*43")
+    assert tenant.route("700") == Route("app", "flow:main", "700")
+    assert tenant.route("800") == Route("app", "queue:sales", "800")
+    assert {a.user for a in tenant.agents} == set(people + virtual)
+    assert {q.name for q in tenant.queues} == {"sales", "support"}
 
 
 def test_demo_credentials_only_for_the_demo_password() -> None:

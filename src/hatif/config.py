@@ -45,6 +45,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from . import __version__
+from .acd.settings import DEFAULT_REASONS, AgentSettings, QueueSettings
 from .ivr.model import Flow
 from .ivr.rules import NumberList, Schedule, TimeZoneName
 from .ivr.validate import KnownTargets, flow_problems
@@ -56,10 +57,12 @@ DEMO_PASSWORD = "hatif-demo"
 DEFAULT_TENANT = "default"
 """The tenant that answers for IP literals and for hosts no tenant claims (the server's own addresses)."""
 
-APPLICATIONS = frozenset({"echo", "greeting", "conference", "flow", "voicemail", "check-voicemail", "queue"})
+APPLICATIONS = frozenset({"echo", "greeting", "conference", "flow", "voicemail", "check-voicemail", "queue",
+                          "agent"})
 """Applications Hatif runs on calls it answers (registered with `hatif.calls.control`): the echo test, a spoken
 greeting, a conference room (`app:conference:ROOM`), an IVR flow (`flow:NAME`), leaving a voicemail
-(`voicemail:MAILBOX`), the mailbox owner's menu (`app:check-voicemail`) and a queue (`queue:NAME`)."""
+(`voicemail:MAILBOX`), the mailbox owner's menu (`app:check-voicemail`), a queue (`queue:NAME`) and the agents'
+feature codes (`app:agent:login`, `app:agent:logout`, `app:agent:ready`, `app:agent:pause:REASON`)."""
 ARGUMENT_TARGETS = frozenset({"flow", "voicemail", "queue", "conference"})
 """Dial-plan targets written `KIND:NAME` that run an application on the named flow, mailbox, queue or room."""
 
@@ -519,6 +522,10 @@ class Tenant(_Model):
     flows: dict[str, Flow] = Field(default_factory=dict)
     schedules: dict[str, Schedule] = Field(default_factory=dict)
     lists: dict[str, NumberList] = Field(default_factory=dict)
+    queues: tuple[QueueSettings, ...] = ()
+    agents: tuple[AgentSettings, ...] = ()
+    not_ready_reasons: tuple[Annotated[str, Field(min_length=1, max_length=40)], ...] = DEFAULT_REASONS
+    """Why an agent is not ready (break, lunch, ...): the codes agents choose from and reports group by."""
 
     _by_extension: dict[str, User] = PrivateAttr(default_factory=dict)
 
@@ -559,9 +566,33 @@ class Tenant(_Model):
                     problems.append((("dialplan", i, "to"), f"no flow {name!r} in tenant {self.name!r}"))
                 elif kind == "voicemail" and name not in mailboxes:
                     problems.append((("dialplan", i, "to"), f"no mailbox {name!r} in tenant {self.name!r}"))
+        queues = {q.name for q in self.queues}
+        problems += _duplicates("queues", [(i, q.name) for i, q in enumerate(self.queues)], "queue name", "name")
+        problems += _duplicates("agents", [(i, a.user) for i, a in enumerate(self.agents)], "agent", "user")
+        for i, q in enumerate(self.queues):
+            if q.mailbox is not None and q.mailbox not in mailboxes:
+                problems.append((("queues", i, "mailbox"), f"no mailbox {q.mailbox!r} in tenant {self.name!r}"))
+            if q.vip_list is not None and q.vip_list not in self.lists:
+                problems.append((("queues", i, "vip_list"), f"no list {q.vip_list!r} in tenant {self.name!r}"))
+            for j, step in enumerate(q.overflow):
+                if step.queue is not None and (step.queue not in queues or step.queue == q.name):
+                    problems.append((("queues", i, "overflow", j, "queue"),
+                                     f"{step.queue!r} is not another queue of tenant {self.name!r}"))
+                if step.voicemail and q.mailbox is None:
+                    problems.append((("queues", i, "overflow", j, "voicemail"), "the queue has no mailbox"))
+        for i, a in enumerate(self.agents):
+            if a.user not in usernames:
+                problems.append((("agents", i, "user"), f"no user {a.user!r} in tenant {self.name!r}"))
+            for j, m in enumerate(a.queues):
+                if m.queue not in queues:
+                    problems.append((("agents", i, "queues", j), f"no queue {m.queue!r} in tenant {self.name!r}"))
+        for i, rule in enumerate(self.dialplan):
+            kind, _, name = rule.to.name.partition(":") if rule.to.kind == "app" else ("", "", "")
+            if kind == "queue" and name not in queues:
+                problems.append((("dialplan", i, "to"), f"no queue {name!r} in tenant {self.name!r}"))
         known = KnownTargets(
             users=frozenset(usernames), extensions=frozenset(u.extension for u in self.users if u.extension),
-            queues=None, mailboxes=frozenset(mailboxes), endpoints=frozenset(endpoints),
+            queues=frozenset(queues), mailboxes=frozenset(mailboxes), endpoints=frozenset(endpoints),
             schedules=frozenset(self.schedules), lists=frozenset(self.lists),
             dialable=lambda number: (r := self.route(number)) is not None and r.kind == "endpoint")
         problems += flow_problems(self.flows, known)

@@ -10,11 +10,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from .calls.api import Channel, Outcome
+from .acd.service import AcdService
+from .calls.api import Channel, Hangup, Outcome
 from .calls.call import Call
 from .calls.control import CallControl
 from .config import Config, Tenant, parse_host_port
@@ -60,6 +62,16 @@ class MwiNotifier:
                 srv.send_request(Request(h, message_summary(new, old, account), "NOTIFY", binding.uri), peer)
 
 
+def _language_of(tenant: Tenant) -> Callable[[str], str]:
+    languages = {u.username: str(u.language) for u in tenant.users}
+    return lambda user: languages.get(user, "en")
+
+
+def _on_list(tenant: Tenant) -> Callable[[str, str], bool]:
+    lists = tenant.lists
+    return lambda name, number: name in lists and number in lists[name]
+
+
 @dataclass
 class Services:
     config: Config
@@ -67,6 +79,7 @@ class Services:
     store: Store
     api: ApiServer | None = None
     flows: dict[str, FlowSet] = field(default_factory=dict)
+    acd: dict[str, AcdService] = field(default_factory=dict)
     _writes: set[asyncio.Task[Any]] = field(default_factory=set)
 
     @classmethod
@@ -80,6 +93,15 @@ class Services:
         control.register_app("flow", services._flow)
         control.register_app("voicemail", services._voicemail)
         control.register_app("check-voicemail", services._check_voicemail)
+        control.register_app("queue", services._queue)
+        control.register_app("agent", services._agent)
+        for t in config.tenants:
+            if t.queues:
+                acd = AcdService(control, t.name, t.queues, t.agents, store=store,
+                                 language_of=_language_of(t), voicemail=services.leave_voicemail,
+                                 vip=_on_list(t), reasons=t.not_ready_reasons)
+                acd.start()
+                services.acd[t.name] = acd
         if config.api.listen:
             host, port = parse_host_port(config.api.listen)
             tokens = {t.token: t.tenant for t in config.api.tokens}
@@ -88,6 +110,8 @@ class Services:
         return services
 
     async def close(self) -> None:
+        for acd in self.acd.values():
+            await acd.close()
         if self._writes:
             await asyncio.wait(list(self._writes), timeout=5)
         if self.api is not None:
@@ -148,9 +172,54 @@ class Services:
                        on_step=lambda flow, node: self.control.emit(call, "ivr.node", flow=flow, node=node))
 
     async def queue(self, channel: Channel, name: str) -> Outcome:
-        """Queues come with the ACD; until one is configured the flow takes its `on_fail` branch."""
-        log.info("no queue service", extra={"fields": {"queue": name, "call": channel.call_id}})
-        return "unavailable"
+        """An IVR route to a queue: wait there; when the queue gives up, the flow takes its `on_fail` branch."""
+        acd = self.acd.get(channel.tenant)
+        if acd is None:
+            log.info("no queues in tenant", extra={"fields": {"queue": name, "call": channel.call_id}})
+            return "unavailable"
+        return await acd.queue(channel, name)
+
+    async def _queue(self, call: Call, name: str) -> None:
+        """A number dialed straight into a queue (800): when no one takes the call, its voicemail if any."""
+        call.outcome = "queue"
+        outcome = await self.queue(call, name)
+        if outcome == "answered" or call.ended:
+            return
+        from .acd import prompts as acd_prompts
+
+        acd = self.acd.get(call.tenant)
+        settings = acd.settings.get(name) if acd is not None else None
+        await call.say(acd_prompts.text("unavailable", call.language))
+        if settings is not None and settings.mailbox:
+            await self.leave_voicemail(call, settings.mailbox)
+
+    async def _agent(self, call: Call, verb: str) -> None:
+        """Agent feature codes: `app:agent:login`, `logout`, `ready`, `pause[:REASON]` (not ready)."""
+        from .acd import prompts as acd_prompts
+
+        call.outcome = "agent"
+        acd = self.acd.get(call.tenant)
+        caller = call.caller
+        user = caller.party if caller is not None else ""
+        if acd is None or user not in acd.agents:
+            await call.say(acd_prompts.text("not_an_agent", call.language))
+            return
+        action, _, reason = verb.partition(":")
+        if action == "login":
+            ok, key = acd.login(user), "agent_login"
+        elif action == "logout":
+            ok, key = acd.logout(user), "agent_logout"
+        elif action == "ready":
+            ok, key = acd.set_ready(user), "agent_ready"
+        elif action == "pause":
+            reason = reason or (acd.reasons[0] if acd.reasons else "break")
+            ok, key = acd.set_not_ready(user, reason), "agent_pause"
+        else:
+            ok, key = False, "agent_refused"
+        try:
+            await call.say(acd_prompts.text(key if ok else "agent_refused", call.language, reason=reason))
+        except Hangup:
+            return
 
     async def voicemail(self, channel: Channel, mailbox: str) -> None:
         await self.leave_voicemail(channel, mailbox)

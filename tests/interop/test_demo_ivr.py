@@ -49,6 +49,12 @@ def demo_config(tmp: Path, *, open_hours: bool, callers: dict[str, int], carrier
     tenant["schedules"]["office"] = {"open": ALWAYS if open_hours else {}, "holidays": []}
     tenant["endpoints"] = [{"name": "carrier", "host": "127.0.0.1", "port": carrier_port, "trusted": False}]
     tenant["endpoints"] += [{"name": f"sipp-{name}", "host": "127.0.0.1", "port": p} for name, p in callers.items()]
+    # Nobody takes queue calls here: the queues turn callers away at once, and the menu's on_fail
+    # branches follow (the ACD has tests of its own).
+    for agent in tenant["agents"]:
+        agent["login"] = False
+    for queue in tenant["queues"]:
+        queue["join_when_empty"] = False
     nodes = tenant["flows"]["main"]["nodes"]
     nodes["menu"]["timeout"] = menu_timeout
     nodes["lookup"]["url"] = nodes["lookup"]["url"].replace("127.0.0.1:8700", f"127.0.0.1:{orders_port}")

@@ -228,6 +228,14 @@ class CallControl:
 
     # -- placing legs ---------------------------------------------------------------------------------
 
+    def new_call(self, tenant: str, caller_number: str, caller_name: str | None, called: str,
+                 language: str = "en") -> Call:
+        """A call Hatif places itself (a callback, the dialer): no caller leg; `Call.dial` adds legs."""
+        call = Call(self, tenant, caller_number, caller_name, called, language)
+        self.calls[call.id] = call
+        self.emit(call, "call.started", None, caller=caller_number, called=called, target="originate")
+        return call
+
     def dial(self, call: Call, target: str, *, timeout: float | None = None, caller_id: str | None = None,
              prefer: str | None = None) -> SipLeg | str:
         """Send an INVITE for `call` to `target` (`user:NAME`, `extension:N`, `endpoint:NAME/NUMBER`, or a

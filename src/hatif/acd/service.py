@@ -1,0 +1,564 @@
+"""The ACD service: the sans-IO router driving real calls (one per tenant, on Hatif's loop).
+
+A caller sent to a queue (`queue:NAME` in the dial plan, or an IVR route) is answered and hears music,
+with their position and expected wait announced every `announce_every` seconds in their language; a key
+asks for a callback (the place in line is kept; Hatif calls back when an agent frees up), another leaves a
+voicemail. The router's `Offer` rings the agents' registered phones (`user:NAME`) with the caller's number;
+the first to answer is bridged to the caller; a phone that rings out or refuses makes its agent NOT_READY
+("missed"/"rejected"), as the router says. When the call ends the agent gets the queue's wrap-up time.
+
+Every router event goes to the queue log in the store (`QueueLogEntry`), with wall-clock times, and agent
+state changes are kept for the summary. The router's deadlines (ring timeout, wrap-up, overflow, maximum
+wait, callbacks) are served by one asyncio timer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import random
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from ..calls.api import Channel, Hangup, Outcome
+from ..calls.call import Call
+from ..calls.control import CallControl
+from ..calls.leg import LegState, SipLeg
+from ..media import prompts as tones
+from ..store.records import QueueLogEntry, RecordStore
+from . import prompts
+from .model import (
+    AgentState,
+    AgentStateChanged,
+    CallAbandoned,
+    CallAnswered,
+    CallbackAnswered,
+    CallbackFailed,
+    CallbackMade,
+    CallbackRequested,
+    CallCompleted,
+    CallEntered,
+    CallExited,
+    CallOffered,
+    CallOverflowed,
+    CallRejected,
+    CallTransferred,
+    CancelOffer,
+    InvalidAgentTransition,
+    Offer,
+    Overflow,
+    PlaceCallback,
+    Reject,
+    RequirementsWidened,
+    RouterOutput,
+    RoutingError,
+    ToVoicemail,
+)
+from .router import Router
+from .settings import AgentSettings, QueueSettings, agent_profile, memberships, queue_config
+from .snapshot import AcdSnapshot, AgentSnapshot, QueueSnapshot
+
+log = logging.getLogger(__name__)
+
+VoicemailFn = Callable[[Channel, str], Any]
+
+
+@dataclass
+class _Waiting:
+    """A caller in a queue: the call, where it waits now, and how its wait ends."""
+
+    call: Call
+    queue: str
+    done: asyncio.Future[str]
+    callback: bool = False
+
+
+@dataclass
+class _QueueStats:
+    entered: int = 0
+    answered: int = 0
+    in_target: int = 0
+    abandoned: int = 0
+    handle: float = 60.0  # recent handle time (talk + wrap-up), an exponential moving average
+
+
+@dataclass
+class _AgentInfo:
+    state: AgentState = AgentState.LOGGED_OUT
+    reason: str = ""
+    since: float = 0.0
+    history: deque[tuple[float, str, str]] = field(default_factory=lambda: deque(maxlen=200))
+
+
+class AcdService:
+    """One tenant's queues and agents over real calls."""
+
+    def __init__(self, control: CallControl, tenant: str, queues: tuple[QueueSettings, ...],
+                 agents: tuple[AgentSettings, ...], *, store: RecordStore | None,
+                 language_of: Callable[[str], str], voicemail: VoicemailFn | None = None,
+                 vip: Callable[[str, str], bool] | None = None, reasons: tuple[str, ...] = (),
+                 seed: int | None = None) -> None:
+        self.control = control
+        self.tenant = tenant
+        self.loop = control.loop
+        self.settings: dict[str, QueueSettings] = {q.name: q for q in queues}
+        self.agents: dict[str, AgentSettings] = {a.user: a for a in agents}
+        self.router = Router([queue_config(q) for q in queues], random.Random(seed))
+        self.store = store
+        self.language_of = language_of
+        self.voicemail = voicemail
+        self.vip = vip
+        self.reasons = reasons
+        self.waiting: dict[str, _Waiting] = {}
+        self.offers: dict[tuple[str, str], SipLeg] = {}
+        self.stats: dict[str, _QueueStats] = {q.name: _QueueStats() for q in queues}
+        self.agent_info: dict[str, _AgentInfo] = {a.user: _AgentInfo(since=self.loop.time()) for a in agents}
+        self.events: deque[RouterOutput] = deque(maxlen=20_000)
+        self.listeners: list[Callable[[RouterOutput], None]] = []
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._writes: set[asyncio.Task[Any]] = set()
+        self._pending_log: list[QueueLogEntry] = []
+        self._wall0 = time.time() - self.loop.time()
+
+    # -- agents ---------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        for agent in self.agents.values():
+            if agent.login:
+                self.login(agent.user)
+
+    def login(self, user: str, ready: bool = True) -> bool:
+        agent = self.agents.get(user)
+        if agent is None:
+            return False
+        try:
+            out = self.router.agent_login(agent_profile(agent, self.language_of(user)), memberships(agent),
+                                          self.loop.time(), None if ready else "login")
+        except RoutingError:
+            return False
+        self._apply(out)
+        return True
+
+    def _agent_change(self, change: Callable[[], list[RouterOutput]]) -> bool:
+        try:
+            out = change()
+        except (RoutingError, InvalidAgentTransition):
+            return False
+        self._apply(out)
+        return True
+
+    def logout(self, user: str) -> bool:
+        return self._agent_change(lambda: self.router.agent_logout(user, self.loop.time()))
+
+    def set_ready(self, user: str) -> bool:
+        if self.router.agent_state(user) is AgentState.AFTER_CALL_WORK:
+            return self._agent_change(lambda: self.router.wrapup_done(user, self.loop.time()))
+        return self._agent_change(lambda: self.router.agent_set_ready(user, self.loop.time()))
+
+    def set_not_ready(self, user: str, reason: str) -> bool:
+        return self._agent_change(lambda: self.router.agent_set_not_ready(user, reason, self.loop.time()))
+
+    # -- callers --------------------------------------------------------------------------------------
+
+    async def queue(self, channel: Channel, name: str) -> Outcome:
+        """Wait in queue `name` until an agent takes the call (`answered` once it has ended), or the queue
+        gives up (`unavailable`, `no_answer`); a callback request or a voicemail ends the call here."""
+        if not isinstance(channel, Call) or name not in self.settings:
+            return "unavailable"
+        call = channel
+        caller = call.caller
+        if caller is None or caller.ended:
+            raise Hangup(call.id)
+        settings = self.settings[name]
+        w = _Waiting(call, name, self.loop.create_future())
+        self.waiting[call.id] = w
+        priority = 10 if settings.vip_list and self.vip is not None and self.vip(settings.vip_list,
+                                                                                call.caller_number) else 0
+        call.variables.setdefault("queue", name)
+        self._apply(self.router.enqueue(call.id, name, self.loop.time(), priority=priority,
+                                        language=call.language, customer_id=call.caller_number))
+        try:
+            if not w.done.done():
+                await call.answer()
+                await self._wait(w)
+            result = w.done.result() if w.done.done() else "abandoned"
+        finally:
+            self.waiting.pop(call.id, None)
+        if result == "answered":
+            await call.wait_bridged(caller)
+            return "answered"
+        if result == "callback":
+            await call.say(prompts.text("callback_ok", call.language))
+            call.outcome = "callback"
+            await call.hangup()
+            raise Hangup(call.id)
+        if result == "voicemail" and self.voicemail is not None and settings.mailbox:
+            await self.voicemail(call, settings.mailbox)
+            raise Hangup(call.id)
+        # Turned away or timed out: the caller is still here; the IVR's on_fail branch (or the queue's own
+        # number, `services`) says so and decides what follows.
+        return "no_answer" if result == "exited" else "unavailable"
+
+    async def _wait(self, w: _Waiting) -> None:
+        """Music, announcements and keys until the wait is decided (or the caller hangs up)."""
+        call = w.call
+        caller = call.caller
+        assert caller is not None
+        settings = self.settings[w.queue]
+        music = tones.music_on_hold()
+        next_announcement = self.loop.time()
+        while not w.done.done():
+            if caller.ended:
+                self._abandon(w)
+                raise Hangup(call.id)
+            if self.offered_answer(call):
+                break
+            now = self.loop.time()
+            if settings.announce_every > 0 and now >= next_announcement:
+                next_announcement = now + settings.announce_every
+                digit = await self._announce(w)
+                if digit is not None and self._key(w, digit):
+                    continue
+                if w.done.done() or self.offered_answer(call):
+                    break
+            if caller.media.player is None and not w.done.done():
+                caller.media.play(music, loop=True)
+            digit = await caller.next_digit(min(1.0, max(0.05, next_announcement - self.loop.time())))
+            if digit is not None:
+                self._key(w, digit)
+        if caller.ended and not w.done.done():
+            self._abandon(w)
+            raise Hangup(call.id)
+
+    def offered_answer(self, call: Call) -> bool:
+        caller = call.caller
+        return caller is not None and caller in call.partner
+
+    async def _announce(self, w: _Waiting) -> str | None:
+        call = w.call
+        settings = self.settings[w.queue]
+        try:
+            position = self.router.position(call.id)
+        except RoutingError:
+            return None
+        lang = call.language
+        parts = [prompts.text("position", lang, position=position)]
+        minutes = self.expected_wait(w.queue, position) / 60
+        parts.append(prompts.text("wait", lang, minutes=max(1, math.ceil(minutes))) if minutes >= 1
+                     else prompts.text("wait_short", lang))
+        if settings.callback_key is not None:
+            parts.append(prompts.text("keys", lang, callback=settings.callback_key))
+        if settings.voicemail_key is not None:
+            parts.append(prompts.text("voicemail_key", lang, voicemail=settings.voicemail_key))
+        assert call.caller is not None
+        call.caller.media.stop_playing()
+        if self.offered_answer(call):
+            return None
+        samples = await self.control.prompts.speak_async(" ".join(parts), lang)
+        if w.done.done() or self.offered_answer(call):
+            return None
+        return await call.play_to(call.caller, samples, interrupt=True)
+
+    def expected_wait(self, queue: str, position: int) -> float:
+        """Seconds: the callers ahead times the recent handle time, shared by the agents staffing the queue."""
+        status = self.router.queue_status(queue, self.loop.time())
+        staffed = max(1, status.logged_in)
+        return position * self.stats[queue].handle / staffed
+
+    def _key(self, w: _Waiting, digit: str) -> bool:
+        settings = self.settings[w.queue]
+        now = self.loop.time()
+        if digit == settings.callback_key and not w.done.done():
+            try:
+                self._apply(self.router.request_callback(w.call.id, now))
+            except RoutingError:
+                return False
+            w.callback = True
+            if not w.done.done():
+                w.done.set_result("callback")
+            return True
+        if digit == settings.voicemail_key and settings.mailbox and not w.done.done():
+            try:
+                self._apply(self.router.abandon(w.call.id, now))
+            except RoutingError:
+                return False
+            if not w.done.done():
+                w.done.set_result("voicemail")
+            return True
+        return False
+
+    def _abandon(self, w: _Waiting) -> None:
+        if w.done.done():
+            return
+        with contextlib.suppress(RoutingError):
+            self._apply(self.router.abandon(w.call.id, self.loop.time()))
+        if not w.done.done():
+            w.done.set_result("abandoned")
+
+    # -- router outputs -------------------------------------------------------------------------------
+
+    def _apply(self, outputs: list[RouterOutput]) -> None:
+        for out in outputs:
+            self.events.append(out)
+            for listener in self.listeners:
+                listener(out)
+            if isinstance(out, Offer):
+                self._offer(out)
+            elif isinstance(out, CancelOffer):
+                for agent in out.agents:
+                    leg = self.offers.pop((out.call_id, agent), None)
+                    if leg is not None:
+                        leg.hangup("cancelled")
+            elif isinstance(out, PlaceCallback):
+                self.control.spawn(self._callback(out))
+            elif isinstance(out, Overflow):
+                w = self.waiting.get(out.call_id)
+                if w is not None:
+                    w.queue = out.to_queue
+            elif isinstance(out, ToVoicemail):
+                self._resolve(out.call_id, "voicemail")
+            elif isinstance(out, Reject):
+                self._resolve(out.call_id, "rejected")
+            else:
+                self._note(out)
+        self._flush_log()
+        self._arm()
+
+    def _resolve(self, call_id: str, result: str) -> None:
+        w = self.waiting.get(call_id)
+        if w is not None and not w.done.done():
+            w.done.set_result(result)
+
+    def _note(self, event: RouterOutput) -> None:
+        """Statistics, agent states and the queue log."""
+        if isinstance(event, AgentStateChanged):
+            info = self.agent_info.setdefault(event.agent, _AgentInfo())
+            info.state, info.reason, info.since = event.new, event.reason, event.at
+            info.history.append((event.at, event.new.value, event.reason))
+            log.info("agent state", extra={"fields": {"tenant": self.tenant, "agent": event.agent,
+                                                      "state": event.new.value, "reason": event.reason}})
+            return
+        stats = self.stats.get(getattr(event, "queue", ""))
+        entry = QueueLogEntry(self.tenant, self._wall(getattr(event, "at", self.loop.time())),
+                              getattr(event, "queue", ""), getattr(event, "call_id", ""), _kind(event))
+        if isinstance(event, CallEntered):
+            entry.position = event.position
+            if stats is not None:
+                stats.entered += 1
+        elif isinstance(event, CallOffered):
+            entry.data = {"agents": ",".join(event.agents)}
+        elif isinstance(event, CallAnswered):
+            entry.agent, entry.wait = event.agent, round(event.wait, 3)
+            if stats is not None:
+                stats.answered += 1
+                stats.in_target += event.wait <= self.settings[event.queue].service_level
+            w = self.waiting.get(event.call_id)
+            if w is not None:
+                w.call.variables["agent"] = event.agent
+        elif isinstance(event, CallAbandoned):
+            entry.position, entry.wait = event.position, round(event.wait, 3)
+            if stats is not None:
+                stats.abandoned += 1
+        elif isinstance(event, CallCompleted | CallTransferred):
+            entry.agent, entry.talk = event.agent, round(event.talk_time, 3)
+            if isinstance(event, CallTransferred):
+                entry.data = {"to": event.to}
+            if stats is not None:
+                wrapup = self.settings[event.queue].wrapup or 0.0
+                stats.handle = 0.8 * stats.handle + 0.2 * (event.talk_time + wrapup)
+        elif isinstance(event, CallOverflowed):
+            entry.wait, entry.data = round(event.wait, 3), {"to": event.to}
+        elif isinstance(event, CallRejected | CallExited):
+            entry.data = {"reason": event.reason.value}
+            if isinstance(event, CallExited):
+                entry.wait = round(event.wait, 3)
+        elif isinstance(event, CallbackRequested):
+            entry.position, entry.wait = event.position, round(event.wait, 3)
+        elif isinstance(event, CallbackMade | CallbackAnswered):
+            entry.agent = event.agent
+        elif isinstance(event, CallbackFailed):
+            entry.agent, entry.data = event.agent, {"reason": event.reason}
+        elif isinstance(event, RequirementsWidened):
+            entry.data = {"level": str(event.level)}
+        self._pending_log.append(entry)
+
+    def _wall(self, at: float) -> datetime:
+        return datetime.fromtimestamp(self._wall0 + at, UTC)
+
+    def _flush_log(self) -> None:
+        if not self._pending_log or self.store is None:
+            self._pending_log.clear()
+            return
+        entries, self._pending_log = self._pending_log, []
+        store = self.store
+        task = self.loop.create_task(asyncio.to_thread(store.add_queue_events, entries))
+        self._writes.add(task)
+        task.add_done_callback(self._written)
+
+    def _written(self, task: asyncio.Task[Any]) -> None:
+        self._writes.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("queue log not stored", exc_info=task.exception())
+
+    # -- timers ---------------------------------------------------------------------------------------
+
+    def _arm(self) -> None:
+        deadline = self.router.next_deadline()
+        if deadline is None or (self._timer_at is not None and self._timer_at <= deadline):
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = deadline
+        self._timer = self.loop.call_at(deadline, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        self._apply(self.router.tick(self.loop.time()))
+
+    # -- offers ---------------------------------------------------------------------------------------
+
+    def _offer(self, offer: Offer) -> None:
+        w = self.waiting.get(offer.call_id)
+        if w is None:
+            return
+        for agent in offer.agents:
+            leg = w.call.dial(f"user:{agent}", timeout=offer.timeout + 5.0, caller_id=w.call.caller_number)
+            if isinstance(leg, str):
+                # Not registered (or no media port): the phone cannot ring; the router moves on.
+                self.loop.call_soon(self._offer_failed, offer.call_id, agent, "rejected")
+                continue
+            self.offers[(offer.call_id, agent)] = leg
+            self.control.spawn(self._watch_offer(w, agent, leg))
+
+    def _offer_failed(self, call_id: str, agent: str, how: str) -> None:
+        now = self.loop.time()
+        with contextlib.suppress(RoutingError):
+            if how == "timeout":
+                self._apply(self.router.offer_timeout(call_id, agent, now))
+            else:
+                self._apply(self.router.offer_rejected(call_id, agent, now))
+
+    async def _watch_offer(self, w: _Waiting, agent: str, leg: SipLeg) -> None:
+        await _first(leg.answered, leg.finished)
+        call = w.call
+        key = (call.id, agent)
+        if self.offers.get(key) is not leg:
+            if leg.state is LegState.ANSWERED:
+                leg.hangup("cancelled")  # answered just as the offer was withdrawn
+            return
+        del self.offers[key]
+        if leg.state is not LegState.ANSWERED:
+            self._offer_failed(call.id, agent, "timeout" if leg.cause == "no_answer" else "rejected")
+            return
+        caller = call.caller
+        if caller is None or caller.ended:
+            leg.hangup("cancelled")
+            return
+        try:
+            out = self.router.offer_answered(call.id, agent, self.loop.time())
+        except RoutingError:
+            leg.hangup("cancelled")
+            return
+        caller.media.stop_playing()
+        call.bridge(caller, leg)
+        self._apply(out)
+        self._resolve(call.id, "answered")
+        await _first(leg.finished, caller.finished)
+        transferred = leg.cause == "transferred"
+        with contextlib.suppress(RoutingError):
+            self._apply(self.router.call_ended(call.id, self.loop.time(),
+                                               transferred_to="transfer" if transferred else None))
+        if not transferred:
+            leg.hangup()
+
+    # -- callbacks ------------------------------------------------------------------------------------
+
+    async def _callback(self, pc: PlaceCallback) -> None:
+        """Ring the reserved agent, then the customer; bridge them (RFC-free: a click-to-call)."""
+        customer = pc.customer_id or ""
+        call = self.control.new_call(self.tenant, pc.queue, None, customer, self.language_of(pc.agent))
+        now = self.loop.time
+        agent_leg = call.dial(f"user:{pc.agent}", timeout=pc.timeout)
+        if isinstance(agent_leg, str):
+            self._callback_failed(pc.call_id, "agent unreachable")
+            return
+        await _first(agent_leg.answered, agent_leg.finished)
+        if agent_leg.state is not LegState.ANSWERED:
+            self._callback_failed(pc.call_id, "agent did not answer")
+            return
+        with contextlib.suppress(Hangup):
+            await call.play_to(agent_leg, await self.control.prompts.speak_async(
+                prompts.text("callback_agent", call.language, number=" ".join(customer)), call.language))
+        is_user = self.control.server.directory.password(self.tenant, customer) is not None
+        target = f"user:{customer}" if is_user else customer
+        leg = call.dial(target, timeout=pc.timeout)
+        if isinstance(leg, str):
+            agent_leg.hangup()
+            self._callback_failed(pc.call_id, "customer unreachable")
+            return
+        agent_leg.media.play(tones.music_on_hold(), loop=True)
+        await _first(leg.answered, leg.finished, agent_leg.finished)
+        if leg.state is not LegState.ANSWERED or agent_leg.ended:
+            leg.hangup()
+            agent_leg.hangup()
+            self._callback_failed(pc.call_id, "customer did not answer" if not agent_leg.ended else "agent left")
+            return
+        with contextlib.suppress(RoutingError):
+            self._apply(self.router.callback_answered(pc.call_id, now()))
+        call.bridge(leg, agent_leg)
+        await _first(leg.finished, agent_leg.finished)
+        with contextlib.suppress(RoutingError):
+            self._apply(self.router.call_ended(pc.call_id, now()))
+        leg.hangup()
+        agent_leg.hangup()
+
+    def _callback_failed(self, call_id: str, reason: str) -> None:
+        with contextlib.suppress(RoutingError):
+            self._apply(self.router.callback_failed(call_id, self.loop.time(), reason))
+
+    # -- reading --------------------------------------------------------------------------------------
+
+    def snapshot(self) -> AcdSnapshot:
+        now = self.loop.time()
+        queues = []
+        for name, s in self.settings.items():
+            status = self.router.queue_status(name, now)
+            st = self.stats[name]
+            queues.append(QueueSnapshot(name, status.waiting, status.callbacks, status.available, status.logged_in,
+                                        status.longest_wait, st.entered, st.answered, st.in_target, st.abandoned,
+                                        s.service_level))
+        agents = tuple(AgentSnapshot(user, info.state.value, info.reason, now - info.since)
+                       for user, info in sorted(self.agent_info.items()))
+        return AcdSnapshot(self.tenant, tuple(queues), agents)
+
+    async def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._writes:
+            await asyncio.wait(list(self._writes), timeout=5)
+
+
+async def _first(*futures: asyncio.Future[Any]) -> None:
+    """Wait until one of `futures` is done."""
+    await asyncio.wait(list(futures), return_when=asyncio.FIRST_COMPLETED)
+
+
+def _kind(event: RouterOutput) -> str:
+    """The queue-log name of an event: `CallEntered` -> "entered", `CallbackRequested` -> "callback_requested"."""
+    name = type(event).__name__
+    if name.startswith("Callback"):
+        return "callback_" + name[len("Callback"):].lower()
+    if name.startswith("Call"):
+        name = name[len("Call"):]
+    out = ""
+    for ch in name:
+        out += ("_" + ch.lower()) if ch.isupper() and out else ch.lower()
+    return out
