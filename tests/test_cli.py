@@ -60,7 +60,7 @@ def fake_app(monkeypatch: pytest.MonkeyPatch) -> list[Config]:
     started: list[Config] = []
     module = types.ModuleType("hatif.app")
 
-    def run(config: Config, demo: bool = False) -> int:
+    def run(config: Config, demo: bool = False, quiet: bool = False) -> int:
         started.append(config)
         logging.getLogger("hatif.app").info("hatif started", extra={"fields": {"tenants": len(config.tenants)}})
         return 0
@@ -162,7 +162,7 @@ def test_log_level_flag_overrides_the_file(tmp_path: Path, fake_app: list[Config
 def test_serve_reports_a_server_that_cannot_start(tmp_path: Path, fake_app: list[Config],
                                                   monkeypatch: pytest.MonkeyPatch,
                                                   capsys: pytest.CaptureFixture[str]) -> None:
-    def busy(config: Config, demo: bool = False) -> int:
+    def busy(config: Config, demo: bool = False, quiet: bool = False) -> int:
         raise OSError(98, "Address already in use")
 
     monkeypatch.setattr(sys.modules["hatif.app"], "run", busy)

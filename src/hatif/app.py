@@ -11,8 +11,10 @@ import asyncio
 import logging
 import signal
 import socket
+import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from . import __version__
 from .calls.apps import register_builtin
@@ -185,14 +187,23 @@ DEMO_ORDERS_PORT = 8700
 """Where `hatif demo` serves the small order-status service its IVR (700, option 3) looks orders up in."""
 
 
-async def serve(config: Config, demo: bool = False) -> None:
+DEMO_CALLER_PORT = 5099
+"""The demo's virtual callers send from 127.0.0.1 on this port (a trusted endpoint in examples/demo.yaml)."""
+
+
+async def serve(config: Config, demo: bool = False, quiet: bool = False) -> None:
     hatif = await start(config)
     orders = None
+    stream = None
+    summary: asyncio.Task[None] | None = None
+    summary_stop = asyncio.Event()
     if demo:
         from .ivr.orders import start_order_service
 
         orders = await start_order_service("127.0.0.1", DEMO_ORDERS_PORT)
         log.info("demo order service", extra={"fields": {"url": orders.url}})
+        if not quiet:
+            stream, summary = await _demo_stream(hatif, summary_stop)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     tasks: set[asyncio.Task[None]] = set()
@@ -210,6 +221,11 @@ async def serve(config: Config, demo: bool = False) -> None:
     try:
         await stop.wait()
     finally:
+        summary_stop.set()
+        if stream is not None:
+            await stream.stop()
+        if summary is not None:
+            await asyncio.wait([summary], timeout=3)
         if orders is not None:
             await orders.stop()
         await hatif.aclose()
@@ -224,12 +240,36 @@ async def _wait_drained(hatif: Hatif, stop: asyncio.Event, limit: float = 3600.0
     stop.set()
 
 
-def run(config: Config, demo: bool = False) -> int:
-    """Run the server until stopped; uvloop when installed. `demo` also starts the demo's order service."""
+async def _demo_stream(hatif: Hatif, stop: asyncio.Event) -> tuple[Any, asyncio.Task[None] | None]:
+    """The demo's gentle traffic: virtual callers into 800/801 answered by the virtual agents (users whose
+    display name starts "Virtual agent"), and a summary of the queues and agents on standard error."""
+    from .sim.stream import DemoStream
+    from .sim.summary import summary_loop
+
+    tenant = hatif.config.tenants[0]
+    acd = hatif.services.acd.get(tenant.name)
+    agents = [(u.username, u.password) for u in tenant.users if (u.display_name or "").startswith("Virtual agent")]
+    port = next((p for t, _, p in hatif.addresses if t == "udp"), 5060)
+    numbers = [r.number for r in (tenant.route("800"), tenant.route("801")) if r is not None]
+    if acd is None or not agents or not numbers:
+        log.info("demo stream off: no queues or virtual agents in the configuration")
+        return None, None
+    stream = DemoStream(("127.0.0.1", port), agents=agents, numbers=numbers, calls_per_hour=240.0,
+                        mean_handle=25.0, caller_port=DEMO_CALLER_PORT, local_host="127.0.0.1")
+    await stream.start()
+    log.info("demo stream started: virtual callers dial 800 and 801 (hatif demo --quiet turns it off)",
+             extra={"fields": {"agents": ",".join(a for a, _ in agents)}})
+    task = asyncio.get_running_loop().create_task(summary_loop(acd.snapshot, sys.stderr, every=5.0, stop=stop))
+    return stream, task
+
+
+def run(config: Config, demo: bool = False, quiet: bool = False) -> int:
+    """Run the server until stopped; uvloop when installed. `demo` also starts the demo's order service and,
+    unless `quiet`, virtual callers and agents with a live summary."""
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
-        asyncio.run(serve(config, demo))
+        asyncio.run(serve(config, demo, quiet))
     else:
-        uvloop.run(serve(config, demo))
+        uvloop.run(serve(config, demo, quiet))
     return 0

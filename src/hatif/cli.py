@@ -52,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     server_options(serve)
     demo = verbs.add_parser("demo", help=f"run the demo center ({DEMO_CONFIG.name}: users 1001-1005)")
     server_options(demo)
+    demo.add_argument("--quiet", action="store_true",
+                      help="no virtual callers and agents (by default a gentle stream of calls flows at once)")
     check = verbs.add_parser("check-config", help="validate a configuration file and summarise it")
     check.add_argument("file", metavar="FILE", type=Path)
     sim_cli.add_parser(verbs)
@@ -75,7 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             sys.stderr.write(f"hatif demo: the demo configuration is not at {DEMO_CONFIG} (it ships in the "
                              "source tree as examples/demo.yaml); use `hatif serve --config FILE`\n")
             return 2
-        return serve(DEMO_CONFIG, args.sip, args.log_format, args.log_level, demo=True)
+        return serve(DEMO_CONFIG, args.sip, args.log_format, args.log_level, demo=True, quiet=args.quiet)
     parser.print_help(sys.stderr)
     return 2
 
@@ -110,7 +112,7 @@ def check_config(path: Path) -> int:
 
 
 def serve(path: Path, listen: tuple[ListenAddress, ...] | None = None, log_format: str | None = None,
-          log_level: str | None = None, demo: bool = False) -> int:
+          log_level: str | None = None, demo: bool = False, quiet: bool = False) -> int:
     """Load and validate `path`, set up logging, warn about demo passwords, then run until stopped."""
     config = _load(path)
     if config is None:
@@ -128,7 +130,7 @@ def serve(path: Path, listen: tuple[ListenAddress, ...] | None = None, log_forma
     from hatif import app  # the wiring imports every subsystem: only `serve` and `demo` pay for it
 
     try:
-        return app.run(config, demo=demo)
+        return app.run(config, demo=demo, quiet=quiet)
     except KeyboardInterrupt:
         return 130
     except OSError as e:
