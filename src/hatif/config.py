@@ -580,7 +580,15 @@ class Tenant(_Model):
                                      f"{step.queue!r} is not another queue of tenant {self.name!r}"))
                 if step.voicemail and q.mailbox is None:
                     problems.append((("queues", i, "overflow", j, "voicemail"), "the queue has no mailbox"))
+        for i, rule in enumerate(self.dialplan):
+            if rule.to.kind == "app" and rule.to.name.startswith("agent:pause:"):
+                reason = rule.to.name.split(":", 2)[2]
+                if reason not in self.not_ready_reasons:
+                    problems.append((("dialplan", i, "to"), f"{reason!r} is not one of the not_ready_reasons "
+                                                            f"({', '.join(self.not_ready_reasons)})"))
         for i, a in enumerate(self.agents):
+            if a.device is not None and not a.device.startswith("endpoint:") and self.route(a.device) is None:
+                problems.append((("agents", i, "device"), f"the dial plan does not route {a.device!r}"))
             if a.user not in usernames:
                 problems.append((("agents", i, "user"), f"no user {a.user!r} in tenant {self.name!r}"))
             for j, m in enumerate(a.queues):

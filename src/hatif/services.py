@@ -194,7 +194,8 @@ class Services:
             await self.leave_voicemail(call, settings.mailbox)
 
     async def _agent(self, call: Call, verb: str) -> None:
-        """Agent feature codes: `app:agent:login`, `logout`, `ready`, `pause[:REASON]` (not ready)."""
+        """Agent feature codes: `app:agent:login`, `logout`, `ready`, `pause[:REASON]` (not ready), and
+        `wrapup[:SECONDS]` (more after-call work)."""
         from .acd import prompts as acd_prompts
 
         call.outcome = "agent"
@@ -214,6 +215,8 @@ class Services:
         elif action == "pause":
             reason = reason or (acd.reasons[0] if acd.reasons else "break")
             ok, key = acd.set_not_ready(user, reason), "agent_pause"
+        elif action == "wrapup":
+            ok, key = acd.extend_wrapup(user, float(reason or 30)), "agent_wrapup"
         else:
             ok, key = False, "agent_refused"
         try:

@@ -68,6 +68,11 @@ TEXTS: dict[str, dict[str, str]] = {
         "ar": "أنت غير جاهز: {reason}.",
         "fa": "شما آماده نیستید: {reason}.",
     },
+    "agent_wrapup": {
+        "en": "Your after-call work is extended.",
+        "ar": "تم تمديد وقت ما بعد المكالمة.",
+        "fa": "زمان کار پس از تماس شما تمدید شد.",
+    },
     "agent_refused": {
         "en": "That is not possible now.",
         "ar": "هذا غير ممكن الآن.",

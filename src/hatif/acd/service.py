@@ -163,7 +163,14 @@ class AcdService:
         return self._agent_change(lambda: self.router.agent_set_ready(user, self.loop.time()))
 
     def set_not_ready(self, user: str, reason: str) -> bool:
+        """Not ready for `reason`, one of the tenant's reason codes (break, lunch ...)."""
+        if self.reasons and reason not in self.reasons:
+            return False
         return self._agent_change(lambda: self.router.agent_set_not_ready(user, reason, self.loop.time()))
+
+    def extend_wrapup(self, user: str, seconds: float) -> bool:
+        """More after-call work for an agent in wrap-up."""
+        return self._agent_change(lambda: self.router.extend_wrapup(user, seconds, self.loop.time()))
 
     # -- callers --------------------------------------------------------------------------------------
 
@@ -344,6 +351,11 @@ class AcdService:
             info.history.append((event.at, event.new.value, event.reason))
             log.info("agent state", extra={"fields": {"tenant": self.tenant, "agent": event.agent,
                                                       "state": event.new.value, "reason": event.reason}})
+            # Agent states go to the log too (queue ""), the source of occupancy and not-ready reports.
+            self._pending_log.append(QueueLogEntry(self.tenant, self._wall(event.at), "", "", "agent_state",
+                                                   agent=event.agent, data={"from": event.old.value,
+                                                                            "to": event.new.value,
+                                                                            "reason": event.reason}))
             return
         stats = self.stats.get(getattr(event, "queue", ""))
         entry = QueueLogEntry(self.tenant, self._wall(getattr(event, "at", self.loop.time())),
@@ -430,13 +442,18 @@ class AcdService:
         if w is None:
             return
         for agent in offer.agents:
-            leg = w.call.dial(f"user:{agent}", timeout=offer.timeout + 5.0, caller_id=w.call.caller_number)
+            leg = w.call.dial(self.device(agent), timeout=offer.timeout + 5.0, caller_id=w.call.caller_number)
             if isinstance(leg, str):
                 # Not registered (or no media port): the phone cannot ring; the router moves on.
                 self.loop.call_soon(self._offer_failed, offer.call_id, agent, "rejected")
                 continue
             self.offers[(offer.call_id, agent)] = leg
             self.control.spawn(self._watch_offer(w, agent, leg))
+
+    def device(self, agent: str) -> str:
+        """What rings for `agent`: the configured device (a mobile through a trunk) or the user's phone."""
+        settings = self.agents.get(agent)
+        return settings.device if settings is not None and settings.device else f"user:{agent}"
 
     def _offer_failed(self, call_id: str, agent: str, how: str) -> None:
         now = self.loop.time()
@@ -486,7 +503,7 @@ class AcdService:
         customer = pc.customer_id or ""
         call = self.control.new_call(self.tenant, pc.queue, None, customer, self.language_of(pc.agent))
         now = self.loop.time
-        agent_leg = call.dial(f"user:{pc.agent}", timeout=pc.timeout)
+        agent_leg = call.dial(self.device(pc.agent), timeout=pc.timeout)
         if isinstance(agent_leg, str):
             self._callback_failed(pc.call_id, "agent unreachable")
             return

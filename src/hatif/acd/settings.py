@@ -168,6 +168,9 @@ class AgentSettings(_Model):
     queues: tuple[Membership, ...] = ()
     login: bool = False
     """Logged in (and available) when Hatif starts, as in the demo; otherwise the agent logs in by phone."""
+    device: str | None = None
+    """Where queue calls ring: the user's registered phone by default, or an outside number (a mobile)
+    written as the dial plan reaches it, e.g. `+966501234567` or `endpoint:carrier/+966501234567`."""
 
     @model_validator(mode="before")
     @classmethod
