@@ -47,7 +47,7 @@ tenants:
 
 def config_text(tmp: Path, users: dict[str, str]) -> str:
     lines = "\n".join(f'      - {{username: "{u}", password: "{p}"}}' for u, p in users.items())
-    pmin = free_port(tcp=False, span=400)
+    pmin = 39000  # RTP ports of this file's servers (outside free_port's range, which fragments)
     return CONFIG.format(port=free_port(tcp=False), pmin=pmin, pmax=pmin + 399, cache=tmp, users=lines)
 
 
