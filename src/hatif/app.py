@@ -38,6 +38,7 @@ class ConfigDirectory:
         self.config = config
         self._tenants = {t.name: t for t in config.tenants}
         self._users = {(t.name, u.username): u for t in config.tenants for u in t.users}
+        self._peers = {(t.name, e.name): Peer(e.transport, e.host, e.port) for t in config.tenants for e in t.endpoints}
         self._trusted: dict[tuple[str, int], tuple[str, str]] = {}
         self._trusted_hosts: dict[str, tuple[str, str]] = {}
         for t in config.tenants:
@@ -80,13 +81,10 @@ class ConfigDirectory:
             return Target("user", tenant, r.target, r.number)
         if r.kind == "app":
             return Target("app", tenant, r.target, r.number)
-        e = next(e for e in t.endpoints if e.name == r.target)
-        return Target("endpoint", tenant, e.name, r.number, Peer(e.transport, e.host, e.port))
+        return Target("endpoint", tenant, r.target, r.number, self._peers[(tenant, r.target)])
 
     def endpoint_peer(self, tenant: str, name: str) -> Peer | None:
-        t = self._tenants.get(tenant)
-        e = t.endpoint(name) if t is not None else None
-        return Peer(e.transport, e.host, e.port) if e is not None else None
+        return self._peers.get((tenant, name))
 
 
 def host_address() -> str:

@@ -12,7 +12,6 @@ import logging
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 from zoneinfo import ZoneInfo
 
 from .acd.service import AcdService
@@ -26,6 +25,7 @@ from .sip.headers import Headers, NameAddr
 from .sip.message import Request
 from .sip.transport import Peer
 from .sip.uri import URI
+from .store.batch import BatchWriter
 from .store.db import Store
 from .store.records import CallRecord
 from .voicemail import CONTENT_TYPE, EVENT, Mailbox, check_messages, leave_message, message_summary
@@ -80,13 +80,14 @@ class Services:
     api: ApiServer | None = None
     flows: dict[str, FlowSet] = field(default_factory=dict)
     acd: dict[str, AcdService] = field(default_factory=dict)
-    _writes: set[asyncio.Task[Any]] = field(default_factory=set)
+    cdrs: BatchWriter[CallRecord] | None = None
 
     @classmethod
     async def start(cls, config: Config, control: CallControl) -> Services:
         store = await asyncio.to_thread(Store, config.store.url, path=config.store.path)
         await asyncio.to_thread(store.migrate)
         services = cls(config, control, store)
+        services.cdrs = BatchWriter(store.add_calls, "call records")
         services.flows = {t.name: FlowSet(t.flows, t.schedules, t.lists, t.timezone) for t in config.tenants}
         control.on_record.append(services._write_call)
         control.mailbox_for = services._mailbox_of
@@ -112,8 +113,8 @@ class Services:
     async def close(self) -> None:
         for acd in self.acd.values():
             await acd.close()
-        if self._writes:
-            await asyncio.wait(list(self._writes), timeout=5)
+        if self.cdrs is not None:
+            await self.cdrs.close()
         if self.api is not None:
             await self.api.stop()
         await asyncio.to_thread(self.store.close)
@@ -121,14 +122,8 @@ class Services:
     # -- call records -------------------------------------------------------------------------------------
 
     def _write_call(self, record: CallRecord) -> None:
-        task = asyncio.get_running_loop().create_task(asyncio.to_thread(self.store.add_call, record))
-        self._writes.add(task)
-        task.add_done_callback(self._written)
-
-    def _written(self, task: asyncio.Task[Any]) -> None:
-        self._writes.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("call record not stored", exc_info=task.exception())
+        assert self.cdrs is not None
+        self.cdrs.add(record)
 
     # -- voicemail ----------------------------------------------------------------------------------------
 

@@ -255,3 +255,19 @@ def test_writers_in_many_threads(store: Store) -> None:
             future.result(timeout=60)
     assert len(store.queue_events("acme")) == 60
     assert len(store.calls("acme", limit=1000)) == 60
+
+
+def test_add_calls_writes_a_batch_with_legs_in_order(store: Store) -> None:
+    records = [a_call(f"batch-{i}", started=T0 + timedelta(seconds=i)) for i in range(30)]
+    records[3].legs = []  # a call that never placed a leg
+    store.add_calls(records)
+    assert all(r.id is not None for r in records) and len({r.id for r in records}) == 30
+    back = {r.call_id: r for r in store.calls("acme", limit=100)}
+    assert set(back) == {r.call_id for r in records}
+    for record in records:
+        assert back[record.call_id].legs == record.legs
+        assert back[record.call_id].variables == record.variables
+    store.add_calls([])  # nothing to write is not an error
+    with pytest.raises(StoreError):  # one bad record (a duplicate) and nothing of the batch is written
+        store.add_calls([a_call("fresh"), a_call("batch-0")])
+    assert store.call("acme", "fresh") is None

@@ -31,6 +31,7 @@ from ..calls.call import Call
 from ..calls.control import CallControl
 from ..calls.leg import LegState, SipLeg
 from ..media import prompts as tones
+from ..store.batch import BatchWriter
 from ..store.records import QueueLogEntry, RecordStore
 from . import prompts
 from .model import (
@@ -123,7 +124,7 @@ class AcdService:
         self.listeners: list[Callable[[RouterOutput], None]] = []
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
-        self._writes: set[asyncio.Task[Any]] = set()
+        self._log = BatchWriter(store.add_queue_events, "queue events") if store is not None else None
         self._pending_log: list[QueueLogEntry] = []
         self._wall0 = time.time() - self.loop.time()
 
@@ -405,19 +406,9 @@ class AcdService:
         return datetime.fromtimestamp(self._wall0 + at, UTC)
 
     def _flush_log(self) -> None:
-        if not self._pending_log or self.store is None:
-            self._pending_log.clear()
-            return
         entries, self._pending_log = self._pending_log, []
-        store = self.store
-        task = self.loop.create_task(asyncio.to_thread(store.add_queue_events, entries))
-        self._writes.add(task)
-        task.add_done_callback(self._written)
-
-    def _written(self, task: asyncio.Task[Any]) -> None:
-        self._writes.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("queue log not stored", exc_info=task.exception())
+        if self._log is not None:
+            self._log.extend(entries)
 
     # -- timers ---------------------------------------------------------------------------------------
 
@@ -559,8 +550,8 @@ class AcdService:
     async def close(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
-        if self._writes:
-            await asyncio.wait(list(self._writes), timeout=5)
+        if self._log is not None:
+            await self._log.close()
 
 
 async def _first(*futures: asyncio.Future[Any]) -> None:

@@ -79,7 +79,7 @@ class Call:
         self.failure: tuple[int, str] | None = None  # the last outbound attempt's final status and reason
         self.talk_seconds = 0.0
         self._bridged_at: dict[SipLeg, float] = {}
-        self._changed = asyncio.Event()
+        self._changed: asyncio.Future[None] | None = None  # set when who-is-bridged-with-whom changes
         self._transferring = 0
         self.started = control.loop.time()
         self.wall_started = time.time()
@@ -109,6 +109,7 @@ class Call:
 
     async def answer(self) -> None:
         leg = self._leg()
+        leg.listen()
         leg.answer()
 
     async def play(self, audio: Samples | Path, *, interrupt: bool = False) -> str | None:
@@ -127,6 +128,7 @@ class Call:
         """Play to any leg of the call; with `interrupt` a digit pressed stops it and is returned."""
         if leg.ended:
             raise Hangup(self.id)
+        leg.listen()
         loop = self.control.loop
         done: asyncio.Future[None] = loop.create_future()
 
@@ -254,14 +256,11 @@ class Call:
             partner = self.partner.get(leg)
             if partner is None and not self._transferring:
                 return
-            self._changed.clear()
-            waits: list[asyncio.Future[Any]] = [leg.finished, asyncio.ensure_future(self._changed.wait())]
+            changed = self._changed = self.control.loop.create_future()
+            waits: list[asyncio.Future[Any]] = [leg.finished, changed]
             if partner is not None:
                 waits.append(partner.finished)
-            try:
-                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                waits[1].cancel()
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
 
     # -- bridges --------------------------------------------------------------------------------------
 
@@ -287,9 +286,14 @@ class Call:
         self.partner[b] = a
         now = self.control.loop.time()
         self._bridged_at[a] = now
-        self._changed.set()
+        self._signal()
         self.control.emit(self, "call.bridged", a, other=b.id, party=b.party)
         return bridge
+
+    def _signal(self) -> None:
+        changed = self._changed
+        if changed is not None and not changed.done():
+            changed.set_result(None)
 
     def unbridge(self, leg: SipLeg) -> None:
         other = self.partner.pop(leg, None)
@@ -308,7 +312,7 @@ class Call:
                     if bridge.recorder is not None:
                         self.recorded_seconds = bridge.recorder.duration
             self.control.emit(self, "call.unbridged", leg, other=other.id if other is not None else None)
-        self._changed.set()
+        self._signal()
 
     # -- hold, transfer, conference -------------------------------------------------------------------
 
@@ -366,7 +370,7 @@ class Call:
             return "answered"
         finally:
             self._transferring -= 1
-            self._changed.set()
+            self._signal()
 
     async def consult(self, agent: SipLeg, target: str, *, timeout: float | None = None) -> SipLeg | Outcome:
         """Attended transfer, first step: the agent's partner waits with music; the agent talks to `target`."""

@@ -111,7 +111,16 @@ class SipLeg:
         self._provisional = False
         self._pending_bye = False
         self.on_digit: Callable[[str], None] | None = None
-        media.listen_dtmf(self._dtmf)
+        self.listening = False
+
+    def listen(self) -> None:
+        """Start hearing this party's digits (RFC 4733, or in-band tones when the phone negotiated none).
+
+        Only legs an application talks to listen: in-band detection costs a little on every frame, and a
+        plain bridged call has no use for it (its digits pass through to the other side anyway)."""
+        if not self.listening and not self.media.closed:
+            self.listening = True
+            self.media.listen_dtmf(self._dtmf)
 
     def __repr__(self) -> str:
         return f"<SipLeg {self.id} {self.direction} {self.party} {self.state.value}>"
@@ -176,6 +185,7 @@ class SipLeg:
 
     async def next_digit(self, timeout: float) -> str | None:
         """The next digit pressed (or already pressed and not yet taken), or None after `timeout`."""
+        self.listen()
         if self.digits:
             return self.digits.popleft()
         if timeout <= 0:

@@ -30,7 +30,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, delete, event, select, text, update
+from sqlalchemy import Engine, create_engine, delete, event, insert, select, text, update
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -200,6 +200,31 @@ class Store:
         record.id = row.id
         return row.id
 
+    def add_calls(self, records: list[CallRecord]) -> None:
+        """Persist several CDRs in one transaction (all or none): what a busy server writes each moment."""
+        # ORM bulk inserts (lists of dicts, no unit of work): several times cheaper per row than `add`, which
+        # matters at a thousand calls a second; ids come back in order (`sort_by_parameter_order`).
+        for record in records:
+            _check_times("CallRecord", started=record.started, answered=record.answered, ended=record.ended)
+            for i, leg in enumerate(record.legs):
+                _check_times(f"CallRecord.legs[{i}]", started=leg.started, answered=leg.answered, ended=leg.ended)
+        if not records:
+            return
+        calls = [{"tenant": r.tenant, "call_id": r.call_id, "caller": r.caller, "called": r.called,
+                  "started": r.started, "answered": r.answered, "ended": r.ended, "outcome": r.outcome,
+                  "duration": r.duration, "talk_seconds": r.talk_seconds, "recording": r.recording,
+                  "recording_sha256": r.recording_sha256, "variables": dict(r.variables)} for r in records]
+        with self._transaction("write to") as session:
+            ids = session.scalars(insert(CallRow).returning(CallRow.id, sort_by_parameter_order=True), calls).all()
+            legs = [{"call_pk": pk, "tenant": r.tenant, "position": i, "leg_id": leg.leg_id,
+                     "direction": leg.direction, "party": leg.party, "started": leg.started,
+                     "answered": leg.answered, "ended": leg.ended, "cause": leg.cause}
+                    for pk, r in zip(ids, records, strict=True) for i, leg in enumerate(r.legs)]
+            if legs:
+                session.execute(insert(LegRow), legs)
+        for record, pk in zip(records, ids, strict=True):
+            record.id = pk
+
     def calls(self, tenant: str, *, limit: int = 100, since: datetime | None = None) -> list[CallRecord]:
         """The tenant's CDRs, newest first; `since` keeps those started at or after it."""
         query = select(CallRow).where(CallRow.tenant == tenant)
@@ -352,6 +377,9 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     try:
         cursor.execute("PRAGMA journal_mode=WAL")
+        # In WAL mode NORMAL syncs at checkpoints, not at every commit: a committed transaction survives the
+        # process being killed (SECURITY.md's rule), though not a power cut; FULL costs an fsync per commit.
+        cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
     finally:
         cursor.close()

@@ -1,0 +1,56 @@
+"""One writer in a thread for records that arrive faster than one transaction each can keep up with.
+
+Call detail records and queue events come from the event loop at call rate (a thousand a second at load).
+`BatchWriter.add` queues a record; one thread at a time writes everything queued since its last write, in one
+transaction. Nothing is acknowledged to anyone on the strength of these writes, so batching costs no safety;
+`close` waits for the queue to drain.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Generic, TypeVar
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class BatchWriter(Generic[T]):
+    def __init__(self, write: Callable[[list[T]], object], what: str, limit: int = 1000) -> None:
+        self.write = write
+        self.what = what
+        self.limit = limit  # records per transaction
+        self._pending: list[T] = []
+        self._task: asyncio.Task[None] | None = None
+        self.written = 0
+        self.failed = 0
+
+    def add(self, item: T) -> None:
+        self._pending.append(item)
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._drain())
+
+    def extend(self, items: list[T]) -> None:
+        for item in items:
+            self.add(item)
+
+    async def _drain(self) -> None:
+        try:
+            while self._pending:
+                batch, self._pending = self._pending[:self.limit], self._pending[self.limit:]
+                try:
+                    await asyncio.to_thread(self.write, batch)
+                    self.written += len(batch)
+                except Exception:
+                    self.failed += len(batch)
+                    log.exception("records not stored", extra={"fields": {"what": self.what, "records": len(batch)}})
+        finally:
+            self._task = None
+
+    async def close(self, timeout: float = 10.0) -> None:
+        task = self._task
+        if task is not None:
+            await asyncio.wait([task], timeout=timeout)
