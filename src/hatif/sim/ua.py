@@ -35,6 +35,7 @@ import enum
 import logging
 import secrets
 import socket
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -490,6 +491,7 @@ class UserAgent:
         self._reg_tag = new_tag()
         self._reg_cseq = 0
         self.registration: Registration | None = None
+        self.notifications: deque[Request] = deque(maxlen=100)  # message-waiting NOTIFYs received
         self._refresh: asyncio.Task[None] | None = None
         self.closed = False
 
@@ -932,6 +934,10 @@ class UserAgent:
         elif method == "OPTIONS":
             self.endpoint.respond(tx, make_response(request, 200, to_tag=new_tag(),
                                                     extra=[("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS")]))
+        elif method == "NOTIFY" and (request.headers.get("Event") or "").lower() == "message-summary":
+            # Message waiting (RFC 3842), sent unsolicited by Hatif's voicemail: kept for whoever reads it.
+            self.notifications.append(request)
+            self.endpoint.respond(tx, make_response(request, 200, to_tag=new_tag()))
         else:
             self.endpoint.respond(tx, make_response(request, 405, to_tag=new_tag(),
                                                     extra=[("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS")]))
