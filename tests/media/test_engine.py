@@ -270,3 +270,25 @@ def test_monitoring(run: object, tmp_path: Path, mode: MonitorMode) -> None:
                 assert share > 0.15, f"{mode.value}: {listener} should hear {source} ({share:.3f})"
             else:
                 assert share < 0.01, f"{mode.value}: {listener} must not hear {source} ({share:.3f})"
+
+
+def test_whoever_waits_on_a_playback_is_told_however_it_ends(run: object, tmp_path: Path) -> None:
+    """Played out, replaced by another prompt, or stopped: each playback's `on_done` runs exactly once."""
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        engine = await engine_with(tmp_path)
+        leg = engine.open_leg()
+        phone = Phone(loop)
+        leg.set_remote("127.0.0.1", phone.port, 0)
+        ended: list[str] = []
+        leg.play(tone(440, 5 * 160).astype(np.int16), on_done=lambda: ended.append("short"))
+        await asyncio.sleep(0.3)  # five frames play out on the clock
+        leg.play(tone(440, 500 * 160).astype(np.int16), on_done=lambda: ended.append("replaced"))
+        leg.play(tone(440, 500 * 160).astype(np.int16), on_done=lambda: ended.append("stopped"))
+        leg.stop_playing()
+        leg.stop_playing()  # nothing left to tell
+        assert ended == ["short", "replaced", "stopped"]
+        engine.close()
+        phone.close()
+
+    run(main())  # type: ignore[operator]

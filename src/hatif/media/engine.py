@@ -244,18 +244,27 @@ class Leg:
 
     def play(self, samples: npt.NDArray[np.int16], loop: bool = False,
              on_done: Callable[[], None] | None = None) -> None:
-        """Play 8 kHz samples to this leg, frame by frame on the engine's clock (replacing what played)."""
+        """Play 8 kHz samples to this leg, frame by frame on the engine's clock (replacing what played).
+
+        `on_done` is called once when this playback ends, however it ends: played out, replaced by another
+        `play`, or stopped; so whoever waits on a prompt is never left waiting."""
+        previous = self.on_play_done
         self.player = Player(samples, loop=loop).next_frame
         self.on_play_done = on_done
         self.muted_out = True
         self._marker = True
         self.engine._playing.add(self)
+        if previous is not None:
+            previous()
 
     def stop_playing(self) -> None:
+        done = self.on_play_done
         self.player = None
         self.on_play_done = None
         self.muted_out = False
         self.engine._playing.discard(self)
+        if done is not None:
+            done()
 
     def listen_dtmf(self, on_digit: Callable[[DtmfDigit], None]) -> None:
         """Report digits received on this leg, each once: RFC 4733 events, or, when the phone did not
@@ -475,10 +484,7 @@ class MediaEngine:
             player = leg.player
             frame = player() if player is not None else None
             if frame is None:
-                done = leg.on_play_done
-                leg.stop_playing()
-                if done is not None:
-                    done()
+                leg.stop_playing()  # tells whoever waits on it
             else:
                 leg.send_frame(frame)
         for bridge in self._recording:
