@@ -90,7 +90,11 @@ def test_callback_and_voicemail_keys(tmp_path: Path) -> None:
 
         asyncio.run(agent_answers())
         assert wait_for(lambda: h.counts()["calls"] == 0, 15)
-        events = [e.event for e in h.h.services.store.queue_events("default", queue="line")]
+
+        def logged() -> list[str]:
+            return [e.event for e in h.h.services.store.queue_events("default", queue="line")]
+        assert wait_for(lambda: "completed" in logged(), 5)  # the queue log is written in batches
+        events = logged()
     assert events.count("entered") == 2
     assert "callback_requested" in events and "callback_made" in events and "callback_answered" in events
     assert events.index("callback_requested") < events.index("callback_made") < events.index("callback_answered")

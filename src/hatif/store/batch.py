@@ -2,8 +2,8 @@
 
 Call detail records and queue events come from the event loop at call rate (a thousand a second at load).
 `BatchWriter.add` queues a record; one thread at a time writes everything queued since its last write, in one
-transaction. Nothing is acknowledged to anyone on the strength of these writes, so batching costs no safety;
-`close` waits for the queue to drain.
+transaction, after letting the first record wait `linger` seconds for company. Nothing is acknowledged to
+anyone on the strength of these writes, so batching costs no safety; `close` waits for the queue to drain.
 """
 
 from __future__ import annotations
@@ -19,10 +19,12 @@ T = TypeVar("T")
 
 
 class BatchWriter(Generic[T]):
-    def __init__(self, write: Callable[[list[T]], object], what: str, limit: int = 1000) -> None:
+    def __init__(self, write: Callable[[list[T]], object], what: str, limit: int = 1000,
+                 linger: float = 0.2) -> None:
         self.write = write
         self.what = what
         self.limit = limit  # records per transaction
+        self.linger = linger  # seconds a first record waits for others to share its transaction
         self._pending: list[T] = []
         self._task: asyncio.Task[None] | None = None
         self.written = 0
@@ -39,6 +41,10 @@ class BatchWriter(Generic[T]):
 
     async def _drain(self) -> None:
         try:
+            # A transaction costs about a millisecond whatever it holds: at a few calls a second, writing each
+            # record alone would cost more than the calls themselves.
+            if len(self._pending) < self.limit:
+                await asyncio.sleep(self.linger)
             while self._pending:
                 batch, self._pending = self._pending[:self.limit], self._pending[self.limit:]
                 try:
