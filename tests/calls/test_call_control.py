@@ -44,6 +44,7 @@ tenants:
       - {{match: '^2000$', to: 'endpoint:agent'}}
       - {{match: '^2001$', to: 'endpoint:expert'}}
       - {{match: '^3000$', to: 'app:conference:room'}}
+      - {{match: '^600$', to: 'app:echo'}}
 """
 
 
@@ -170,4 +171,20 @@ def test_three_callers_in_a_conference(rig: Rig) -> None:
         assert all(b - a >= 15 for a, b in zip(before, after, strict=True))  # the mix feeds every member
         assert uac.wait(20).successful == 3
     assert rig.hatif.call(lambda: dict(rig.hatif.h.control.conferences)) == {}
+    assert rig.hatif.wait_idle(10) == {"transactions": 0, "calls": 0, "dialogs": 0}
+
+
+def test_late_offer_gets_our_offer_in_the_200_and_takes_the_answer_from_the_ack(rig: Rig) -> None:
+    with Sipp(SCENARIOS / "uac_late_offer.xml", target=f"127.0.0.1:{rig.port}", local_port=rig.uac_port,
+              service="600", max_calls=1, recv_timeout_ms=10_000) as uac:
+        deadline = time.monotonic() + 5
+        remote = None
+        while time.monotonic() < deadline and remote is None:
+            remote = rig.hatif.call(lambda: next((c.caller.media.remote for c in rig.hatif.h.control.calls.values()
+                                                  if c.caller is not None), None))
+            time.sleep(0.05)
+        result = uac.wait(20)
+        media_port = uac.media_port
+    assert result.ok and result.successful == 1, result.describe()  # the 200 carried an m=audio offer
+    assert remote == ("127.0.0.1", media_port)  # learned from the SDP answer in the ACK
     assert rig.hatif.wait_idle(10) == {"transactions": 0, "calls": 0, "dialogs": 0}
