@@ -207,8 +207,9 @@ class AcdService:
             call.outcome = "callback"
             await call.hangup()
             raise Hangup(call.id)
-        if result == "voicemail" and self.voicemail is not None and settings.mailbox:
-            await self.voicemail(call, settings.mailbox)
+        mailbox = self.settings[w.queue].mailbox  # the queue it waited in last (overflow may have moved it)
+        if result == "voicemail" and self.voicemail is not None and mailbox:
+            await self.voicemail(call, mailbox)
             raise Hangup(call.id)
         # Turned away or timed out: the caller is still here; the IVR's on_fail branch (or the queue's own
         # number, `services`) says so and decides what follows.
@@ -219,10 +220,10 @@ class AcdService:
         call = w.call
         caller = call.caller
         assert caller is not None
-        settings = self.settings[w.queue]
         music = tones.music_on_hold()
         next_announcement = self.loop.time()
         while not w.done.done():
+            settings = self.settings[w.queue]  # overflow may move the caller to another queue
             if caller.ended:
                 self._abandon(w)
                 raise Hangup(call.id)
