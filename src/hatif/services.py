@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
+from .acd import prompts as acd_prompts
 from .acd.service import AcdService
 from .calls.api import Channel, Hangup, Outcome
 from .calls.call import Call
@@ -62,11 +63,6 @@ class MwiNotifier:
                 srv.send_request(Request(h, message_summary(new, old, account), "NOTIFY", binding.uri), peer)
 
 
-def _language_of(tenant: Tenant) -> Callable[[str], str]:
-    languages = {u.username: str(u.language) for u in tenant.users}
-    return lambda user: languages.get(user, "en")
-
-
 def _on_list(tenant: Tenant) -> Callable[[str, str], bool]:
     lists = tenant.lists
     return lambda name, number: name in lists and number in lists[name]
@@ -81,6 +77,7 @@ class Services:
     flows: dict[str, FlowSet] = field(default_factory=dict)
     acd: dict[str, AcdService] = field(default_factory=dict)
     cdrs: BatchWriter[CallRecord] | None = None
+    mwi: MwiNotifier | None = None
 
     @classmethod
     async def start(cls, config: Config, control: CallControl) -> Services:
@@ -88,6 +85,7 @@ class Services:
         await asyncio.to_thread(store.migrate)
         services = cls(config, control, store)
         services.cdrs = BatchWriter(store.add_calls, "call records")
+        services.mwi = MwiNotifier(control)
         services.flows = {t.name: FlowSet(t.flows, t.schedules, t.lists, t.timezone) for t in config.tenants}
         control.on_record.append(services._write_call)
         control.mailbox_for = services._mailbox_of
@@ -98,8 +96,7 @@ class Services:
         control.register_app("agent", services._agent)
         for t in config.tenants:
             if t.queues:
-                acd = AcdService(control, t.name, t.queues, t.agents, store=store,
-                                 language_of=_language_of(t), voicemail=services.leave_voicemail,
+                acd = AcdService(control, t.name, t.queues, t.agents, store=store, voicemail=services.leave_voicemail,
                                  vip=_on_list(t), reasons=t.not_ready_reasons)
                 acd.start()
                 services.acd[t.name] = acd
@@ -150,13 +147,13 @@ class Services:
         if isinstance(channel, Call):
             channel.outcome = "voicemail"
         await leave_message(channel, box, store=self.store, settings=self.config.voicemail,
-                            notifier=MwiNotifier(self.control))
+                            notifier=self.mwi)
 
     async def _check_voicemail(self, call: Call, name: str) -> None:
         tenant = self._tenant(call.tenant)
         call.outcome = "voicemail_check"
         await check_messages(call, tenant.mailboxes, store=self.store, settings=self.config.voicemail,
-                             notifier=MwiNotifier(self.control), zone=ZoneInfo(tenant.timezone),
+                             notifier=self.mwi, zone=ZoneInfo(tenant.timezone),
                              mailbox=name or None)
 
     # -- IVR ----------------------------------------------------------------------------------------------
@@ -180,8 +177,6 @@ class Services:
         outcome = await self.queue(call, name)
         if outcome == "answered" or call.ended:
             return
-        from .acd import prompts as acd_prompts
-
         acd = self.acd.get(call.tenant)
         settings = acd.settings.get(name) if acd is not None else None
         await call.say(acd_prompts.text("unavailable", call.language))
@@ -191,8 +186,6 @@ class Services:
     async def _agent(self, call: Call, verb: str) -> None:
         """Agent feature codes: `app:agent:login`, `logout`, `ready`, `pause[:REASON]` (not ready), and
         `wrapup[:SECONDS]` (more after-call work)."""
-        from .acd import prompts as acd_prompts
-
         call.outcome = "agent"
         acd = self.acd.get(call.tenant)
         caller = call.caller

@@ -188,3 +188,18 @@ def test_late_offer_gets_our_offer_in_the_200_and_takes_the_answer_from_the_ack(
     assert result.ok and result.successful == 1, result.describe()  # the 200 carried an m=audio offer
     assert remote == ("127.0.0.1", media_port)  # learned from the SDP answer in the ACK
     assert rig.hatif.wait_idle(10) == {"transactions": 0, "calls": 0, "dialogs": 0}
+
+
+def test_agent_hanging_up_during_a_consultation_completes_the_transfer(rig: Rig) -> None:
+    with rig.agent() as agent, rig.expert() as expert, rig.uac("2000", max_calls=1, call_duration_ms=4000) as uac:
+        call = rig.the_call()
+        agent_leg = outbound(call)
+        consulted = rig.run(call.consult(agent_leg, "2001"))
+        assert isinstance(consulted, SipLeg)
+        rig.hatif.call(lambda: agent_leg.hangup())  # as on a desk phone: hanging up hands the caller over
+        assert rig.hatif.call(lambda: call.partner.get(call.caller)) is consulted
+        assert rig.hatif.call(lambda: dict(call.held_aside)) == {}
+        assert agent.wait(10).successful == 1
+        assert uac.wait(20).successful == 1
+        assert expert.wait(10).successful == 1
+    assert rig.hatif.wait_idle(10) == {"transactions": 0, "calls": 0, "dialogs": 0}

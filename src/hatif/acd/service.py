@@ -22,12 +22,12 @@ import random
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from ..calls.api import Channel, Hangup, Outcome
-from ..calls.call import Call
+from ..calls.call import Call, first
 from ..calls.control import CallControl
 from ..calls.leg import LegState, SipLeg
 from ..media import prompts as tones
@@ -94,7 +94,6 @@ class _AgentInfo:
     state: AgentState = AgentState.LOGGED_OUT
     reason: str = ""
     since: float = 0.0
-    history: deque[tuple[float, str, str]] = field(default_factory=lambda: deque(maxlen=200))
 
 
 class AcdService:
@@ -102,7 +101,7 @@ class AcdService:
 
     def __init__(self, control: CallControl, tenant: str, queues: tuple[QueueSettings, ...],
                  agents: tuple[AgentSettings, ...], *, store: RecordStore | None,
-                 language_of: Callable[[str], str], voicemail: VoicemailFn | None = None,
+                 voicemail: VoicemailFn | None = None,
                  vip: Callable[[str, str], bool] | None = None, reasons: tuple[str, ...] = (),
                  seed: int | None = None) -> None:
         self.control = control
@@ -112,7 +111,6 @@ class AcdService:
         self.agents: dict[str, AgentSettings] = {a.user: a for a in agents}
         self.router = Router([queue_config(q) for q in queues], random.Random(seed))
         self.store = store
-        self.language_of = language_of
         self.voicemail = voicemail
         self.vip = vip
         self.reasons = reasons
@@ -121,7 +119,6 @@ class AcdService:
         self.stats: dict[str, _QueueStats] = {q.name: _QueueStats() for q in queues}
         self.agent_info: dict[str, _AgentInfo] = {a.user: _AgentInfo(since=self.loop.time()) for a in agents}
         self.events: deque[RouterOutput] = deque(maxlen=20_000)
-        self.listeners: list[Callable[[RouterOutput], None]] = []
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._log = BatchWriter(store.add_queue_events, "queue events") if store is not None else None
@@ -135,12 +132,15 @@ class AcdService:
             if agent.login:
                 self.login(agent.user)
 
+    def _language(self, user: str) -> str:
+        return self.control.server.directory.language(self.tenant, user)
+
     def login(self, user: str, ready: bool = True) -> bool:
         agent = self.agents.get(user)
         if agent is None:
             return False
         try:
-            out = self.router.agent_login(agent_profile(agent, self.language_of(user)), memberships(agent),
+            out = self.router.agent_login(agent_profile(agent, self._language(user)), memberships(agent),
                                           self.loop.time(), None if ready else "login")
         except RoutingError:
             return False
@@ -316,8 +316,6 @@ class AcdService:
     def _apply(self, outputs: list[RouterOutput]) -> None:
         for out in outputs:
             self.events.append(out)
-            for listener in self.listeners:
-                listener(out)
             if isinstance(out, Offer):
                 self._offer(out)
             elif isinstance(out, CancelOffer):
@@ -350,7 +348,6 @@ class AcdService:
         if isinstance(event, AgentStateChanged):
             info = self.agent_info.setdefault(event.agent, _AgentInfo())
             info.state, info.reason, info.since = event.new, event.reason, event.at
-            info.history.append((event.at, event.new.value, event.reason))
             log.info("agent state", extra={"fields": {"tenant": self.tenant, "agent": event.agent,
                                                       "state": event.new.value, "reason": event.reason}})
             # Agent states go to the log too (queue ""), the source of occupancy and not-ready reports.
@@ -456,7 +453,7 @@ class AcdService:
                 self._apply(self.router.offer_rejected(call_id, agent, now))
 
     async def _watch_offer(self, w: _Waiting, agent: str, leg: SipLeg) -> None:
-        await _first(leg.answered, leg.finished)
+        await first(leg.answered, leg.finished)
         call = w.call
         key = (call.id, agent)
         if self.offers.get(key) is not leg:
@@ -480,7 +477,7 @@ class AcdService:
         call.bridge(caller, leg)
         self._apply(out)
         self._resolve(call.id, "answered")
-        await _first(leg.finished, caller.finished)
+        await first(leg.finished, caller.finished)
         transferred = leg.cause == "transferred"
         with contextlib.suppress(RoutingError):
             self._apply(self.router.call_ended(call.id, self.loop.time(),
@@ -493,13 +490,13 @@ class AcdService:
     async def _callback(self, pc: PlaceCallback) -> None:
         """Ring the reserved agent, then the customer; bridge them (RFC-free: a click-to-call)."""
         customer = pc.customer_id or ""
-        call = self.control.new_call(self.tenant, pc.queue, None, customer, self.language_of(pc.agent))
+        call = self.control.new_call(self.tenant, pc.queue, None, customer, self._language(pc.agent))
         now = self.loop.time
         agent_leg = call.dial(self.device(pc.agent), timeout=pc.timeout)
         if isinstance(agent_leg, str):
             self._callback_failed(pc.call_id, "agent unreachable")
             return
-        await _first(agent_leg.answered, agent_leg.finished)
+        await first(agent_leg.answered, agent_leg.finished)
         if agent_leg.state is not LegState.ANSWERED:
             self._callback_failed(pc.call_id, "agent did not answer")
             return
@@ -514,7 +511,7 @@ class AcdService:
             self._callback_failed(pc.call_id, "customer unreachable")
             return
         agent_leg.media.play(tones.music_on_hold(), loop=True)
-        await _first(leg.answered, leg.finished, agent_leg.finished)
+        await first(leg.answered, leg.finished, agent_leg.finished)
         if leg.state is not LegState.ANSWERED or agent_leg.ended:
             leg.hangup()
             agent_leg.hangup()
@@ -523,7 +520,7 @@ class AcdService:
         with contextlib.suppress(RoutingError):
             self._apply(self.router.callback_answered(pc.call_id, now()))
         call.bridge(leg, agent_leg)
-        await _first(leg.finished, agent_leg.finished)
+        await first(leg.finished, agent_leg.finished)
         with contextlib.suppress(RoutingError):
             self._apply(self.router.call_ended(pc.call_id, now()))
         leg.hangup()
@@ -553,11 +550,6 @@ class AcdService:
             self._timer.cancel()
         if self._log is not None:
             await self._log.close()
-
-
-async def _first(*futures: asyncio.Future[Any]) -> None:
-    """Wait until one of `futures` is done."""
-    await asyncio.wait(list(futures), return_when=asyncio.FIRST_COMPLETED)
 
 
 def _kind(event: RouterOutput) -> str:

@@ -23,6 +23,10 @@ Outcome = Literal["answered", "busy", "no_answer", "unavailable", "failed", "can
 """How an attempt to reach someone ended (`answered` also when the bridged call has since ended)."""
 
 
+EndedBy = Literal["terminator", "max_length", "silence", "hangup"]
+"""Why a recording stopped."""
+
+
 class Hangup(Exception):
     """The caller hung up (or the call was ended) while an application was working on it."""
 
@@ -34,7 +38,7 @@ class Recorded:
     path: Path
     seconds: float
     sha256: str
-    ended_by: Literal["terminator", "max_length", "silence", "hangup"]
+    ended_by: EndedBy
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,6 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,7 +27,7 @@ from ..media.engine import Bridge, Mix
 from ..sip.message import Request, make_response
 from ..sip.uri import URI
 from ..store.records import CallRecord, LegRecord
-from .api import Hangup, Outcome, Recorded, Samples
+from .api import EndedBy, Hangup, Outcome, Recorded, Samples
 from .leg import LegState, SipLeg
 
 if TYPE_CHECKING:
@@ -81,12 +80,12 @@ class Call:
         self._bridged_at: dict[SipLeg, float] = {}
         self._changed: asyncio.Future[None] | None = None  # set when who-is-bridged-with-whom changes
         self._transferring = 0
+        self.held_aside: dict[SipLeg, SipLeg] = {}  # agent -> the party waiting with music while it consults
         self.started = control.loop.time()
         self.wall_started = time.time()
         self.finished = False
         self.digits_heard: list[str] = []
         self.conference: Conference | None = None
-        self.on_end: list[Callable[[Call], None]] = []
 
     def __repr__(self) -> str:
         return f"<Call {self.id} {self.caller_number}->{self.called_number}>"
@@ -191,7 +190,7 @@ class Call:
         self.control.emit(self, "record.started", leg, path=str(path))
         loop = self.control.loop
         deadline = loop.time() + max_seconds
-        ended_by: str = "max_length"
+        ended_by: EndedBy = "max_length"
         while True:
             left = deadline - loop.time()
             if left <= 0:
@@ -209,7 +208,7 @@ class Call:
                 break
         sha = engine.stop_recording_leg(leg.media) or recorder.close()
         self.control.emit(self, "record.done", leg, path=str(path), seconds=recorder.duration, ended_by=ended_by)
-        return Recorded(path, recorder.duration, sha, ended_by)  # type: ignore[arg-type]
+        return Recorded(path, recorder.duration, sha, ended_by)
 
     async def hangup(self, cause: str = "normal") -> None:
         for leg in list(self.legs):
@@ -222,13 +221,13 @@ class Call:
         caller = self._leg()
         leg = self.control.dial(self, target, timeout=timeout, caller_id=caller_id, prefer=caller.codec)
         if isinstance(leg, str):
-            return leg  # type: ignore[return-value]
+            return leg
         return await self._connect_leg(caller, leg, music=music)
 
     async def _connect_leg(self, caller: SipLeg, leg: SipLeg, *, music: bool = False) -> Outcome:
         if caller.state is LegState.ANSWERED:
             caller.media.play(tones.music_on_hold() if music else ringback(), loop=True)
-        await asyncio.wait(_futures(leg.answered, leg.finished, caller.finished), return_when=asyncio.FIRST_COMPLETED)
+        await first(leg.answered, leg.finished, caller.finished)
         if caller.ended:
             leg.hangup("cancelled")
             return "cancelled"
@@ -236,15 +235,14 @@ class Call:
             caller.media.stop_playing()
             if leg.status is not None:
                 self.failure = (leg.status, leg.reason or "")
-            cause = leg.cause
-            return cause if cause in ("busy", "no_answer", "unavailable", "cancelled") else "failed"  # type: ignore[return-value]
+            return not_answered(leg)
         caller.answer()
         caller.media.stop_playing()
         self.bridge(caller, leg)
         await self.wait_bridged(caller)
         return "answered"
 
-    def dial(self, target: str, *, timeout: float | None = None, caller_id: str | None = None) -> SipLeg | str:
+    def dial(self, target: str, *, timeout: float | None = None, caller_id: str | None = None) -> SipLeg | Outcome:
         """Place a new leg for this call (not bridged): the leg, or the outcome when it cannot be placed."""
         caller = self.caller
         return self.control.dial(self, target, timeout=timeout, caller_id=caller_id,
@@ -254,7 +252,7 @@ class Call:
         """Wait while `leg` is bridged to someone (across transfers), until it or its last partner ends."""
         while not leg.ended:
             partner = self.partner.get(leg)
-            if partner is None and not self._transferring:
+            if partner is None and not self._transferring and leg not in self.held_aside.values():
                 return
             changed = self._changed = self.control.loop.create_future()
             waits: list[asyncio.Future[Any]] = [leg.finished, changed]
@@ -357,15 +355,15 @@ class Call:
             self.control.emit(self, "transfer", leg, target=target, how="blind")
             new = self.control.dial(self, target, timeout=timeout, prefer=leg.codec)
             if isinstance(new, str):
-                return new  # type: ignore[return-value]
+                return new
             leg.media.play(ringback(), loop=True)
-            await asyncio.wait(_futures(new.answered, new.finished, leg.finished), return_when=asyncio.FIRST_COMPLETED)
+            await first(new.answered, new.finished, leg.finished)
             leg.media.stop_playing()
             if leg.ended:
                 new.hangup("cancelled")
                 return "cancelled"
             if new.state is not LegState.ANSWERED:
-                return "failed" if new.cause not in ("busy", "no_answer", "unavailable") else new.cause  # type: ignore[return-value]
+                return not_answered(new)
             self.bridge(leg, new)
             return "answered"
         finally:
@@ -380,36 +378,29 @@ class Call:
             if held is not None:
                 self.unbridge(agent)
                 held.media.play(tones.music_on_hold(), loop=True)
-                self.partner[held] = held  # marks "still in a transfer": keeps `wait_bridged` waiting
+                self.held_aside[agent] = held
             new = self.control.dial(self, target, timeout=timeout, prefer=agent.codec)
             if isinstance(new, str):
-                return new  # type: ignore[return-value]
+                return new
             agent.media.play(ringback(), loop=True)
-            await asyncio.wait(_futures(new.answered, new.finished, agent.finished),
-                               return_when=asyncio.FIRST_COMPLETED)
+            await first(new.answered, new.finished, agent.finished)
             agent.media.stop_playing()
             if new.state is not LegState.ANSWERED:
                 new.hangup("cancelled")
-                return new.cause if new.cause in ("busy", "no_answer", "unavailable") else "failed"  # type: ignore[return-value]
+                return not_answered(new)
             self.bridge(agent, new)
             self.control.emit(self, "transfer", agent, target=target, how="consult")
             return new
         finally:
             self._transferring -= 1
 
-    def _waiting_partner(self, agent: SipLeg) -> SipLeg | None:
-        for leg, other in self.partner.items():
-            if leg is other and leg is not agent and not leg.ended:
-                return leg
-        return None
-
     def complete_transfer(self, agent: SipLeg) -> bool:
         """Attended transfer, done: the waiting party and the consulted one talk; the agent leaves."""
-        held = self._waiting_partner(agent)
+        held = self.held_aside.get(agent)
         consulted = self.partner.get(agent)
-        if held is None or consulted is None:
+        if held is None or held.ended or consulted is None:
             return False
-        self.partner.pop(held, None)
+        del self.held_aside[agent]
         self.unbridge(agent)
         self.bridge(held, consulted)
         agent.hangup("transferred")
@@ -418,14 +409,14 @@ class Call:
 
     def cancel_consult(self, agent: SipLeg) -> bool:
         """Attended transfer, abandoned: the consulted party is released, the agent is back with the caller."""
-        held = self._waiting_partner(agent)
+        held = self.held_aside.pop(agent, None)
         consulted = self.partner.get(agent)
         if consulted is not None:
             self.unbridge(agent)
             consulted.hangup("normal")
-        if held is None:
+        if held is None or held.ended:
+            self._signal()
             return False
-        self.partner.pop(held, None)
         self.bridge(held, agent)
         return True
 
@@ -467,10 +458,19 @@ class Call:
 
     def on_leg_ended(self, leg: SipLeg) -> None:
         self.leave_conference(leg)
+        consulted = self.partner.get(leg)
         self.unbridge(leg)
-        for other, p in list(self.partner.items()):
-            if p is leg:
-                self.partner.pop(other, None)
+        held = self.held_aside.pop(leg, None)
+        if held is not None and not held.ended:
+            # The agent hung up while consulting: as on a desk phone, that completes the transfer.
+            if consulted is not None and not consulted.ended:
+                self.bridge(held, consulted)
+            else:
+                held.media.stop_playing()
+                self._signal()
+        for agent, waiting in list(self.held_aside.items()):
+            if waiting is leg:
+                del self.held_aside[agent]
         if leg is self.caller:
             for other in self.legs:
                 if other is not leg and not other.ended:
@@ -507,8 +507,6 @@ class Call:
         for leg in list(self.bridges):
             self.unbridge(leg)
         self.control.call_ended(self)
-        for hook in self.on_end:
-            hook(self)
 
     def wall(self, t: float | None) -> datetime | None:
         if t is None:
@@ -543,8 +541,18 @@ class Call:
             recording_sha256=self.recording_sha256, variables=dict(self.variables), legs=legs)
 
 
-def _futures(*futures: asyncio.Future[Any]) -> list[asyncio.Future[Any]]:
-    return list(futures)
+async def first(*futures: asyncio.Future[Any]) -> None:
+    """Wait until one of `futures` is done (futures of different result types, unlike `asyncio.wait`'s)."""
+    await asyncio.wait(futures, return_when=asyncio.FIRST_COMPLETED)
+
+
+_NOT_ANSWERED: dict[str, Outcome] = {"busy": "busy", "no_answer": "no_answer", "unavailable": "unavailable",
+                                     "cancelled": "cancelled"}
+
+
+def not_answered(leg: SipLeg) -> Outcome:
+    """How an attempt that was not answered ended, as an application sees it."""
+    return _NOT_ANSWERED.get(leg.cause, "failed")
 
 
 def _refer_target(refer_to: str) -> str | None:

@@ -20,13 +20,14 @@ When a call ends its call detail record is handed to the `on_record` hooks (the 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from ..media.engine import MediaEngine, MediaError, Mix
 from ..media.mixing import conference_matrix
@@ -40,7 +41,7 @@ from ..sip.transaction import Action, DeliverResponse, ServerInviteTransaction
 from ..sip.transport import Peer
 from ..sip.uri import URI
 from ..store.records import CallRecord
-from .api import CallEvent, Hangup
+from .api import CallEvent, Hangup, Outcome
 from .call import Call, Conference
 from .leg import LegState, SipLeg
 
@@ -48,14 +49,6 @@ log = logging.getLogger(__name__)
 
 App = Callable[[Call, str], Awaitable[None]]
 """An application: runs on a call Hatif answers; gets the call and the argument after `app:NAME:`."""
-
-
-class Resolver(Protocol):
-    """What call control needs of the directory beyond the SIP server's (user lookups by name)."""
-
-    def route(self, tenant: str, number: str) -> Target | None: ...
-    def display_name(self, tenant: str, username: str) -> str | None: ...
-    def language(self, tenant: str, username: str) -> str: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,9 +179,8 @@ class CallControl:
                 assert call.caller is not None
                 call.caller.reject(404, "Not Found: no such application")
                 return
-            await app(call, argument)
-        except Hangup:
-            pass
+            with contextlib.suppress(Hangup):  # the caller went away: nothing more to do than clean up
+                await app(call, argument)
         finally:
             if not call.ended:
                 await call.hangup()
@@ -237,7 +229,7 @@ class CallControl:
         return call
 
     def dial(self, call: Call, target: str, *, timeout: float | None = None, caller_id: str | None = None,
-             prefer: str | None = None) -> SipLeg | str:
+             prefer: str | None = None) -> SipLeg | Outcome:
         """Send an INVITE for `call` to `target` (`user:NAME`, `extension:N`, `endpoint:NAME/NUMBER`, or a
         number for the dial plan); returns the new leg, or an outcome when no one can be called."""
         srv = self.server

@@ -32,6 +32,26 @@ def wav_header(data_bytes: int, channels: int = 2, rate: int = 8000, bits: int =
             + b"data" + struct.pack("<I", data_bytes))
 
 
+def _append(f: BinaryIO, written: int, raw: bytes, channels: int) -> int:
+    """Write `raw` after the `written` bytes of audio, patch the RIFF sizes, flush: the file is valid as it
+    stands. Returns the new count of audio bytes."""
+    f.seek(44 + written)
+    f.write(raw)
+    written += len(raw)
+    f.seek(0)
+    f.write(wav_header(written, channels=channels))
+    f.flush()
+    return written
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 16), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 class StereoRecorder:
     """One call's recording: channel 0 (left) and channel 1 (right), each fed per tick."""
 
@@ -74,13 +94,7 @@ class StereoRecorder:
         stereo = np.empty((len(self._left), 2), dtype="<i2")
         stereo[:, 0] = self._decode(self._left, self._types[0])
         stereo[:, 1] = self._decode(self._right, self._types[1])
-        raw = stereo.tobytes()
-        f.seek(44 + self.data_bytes)
-        f.write(raw)
-        self.data_bytes += len(raw)
-        f.seek(0)
-        f.write(wav_header(self.data_bytes))
-        f.flush()
+        self.data_bytes = _append(f, self.data_bytes, stereo.tobytes(), 2)
         self._left.clear()
         self._right.clear()
 
@@ -95,11 +109,7 @@ class StereoRecorder:
         self.flush()
         self._file.close()
         self._file = None
-        digest = hashlib.sha256()
-        with self.path.open("rb") as f:
-            for chunk in iter(lambda: f.read(1 << 16), b""):
-                digest.update(chunk)
-        self.sha256 = digest.hexdigest()
+        self.sha256 = file_sha256(self.path)
         return self.sha256
 
 
@@ -145,12 +155,7 @@ class MonoRecorder:
             return
         raw = b"".join(self._pending)
         self._pending.clear()
-        f.seek(44 + self.data_bytes)
-        f.write(raw)
-        self.data_bytes += len(raw)
-        f.seek(0)
-        f.write(wav_header(self.data_bytes, channels=1))
-        f.flush()
+        self.data_bytes = _append(f, self.data_bytes, raw, 1)
 
     @property
     def duration(self) -> float:
@@ -162,9 +167,5 @@ class MonoRecorder:
         self.flush()
         self._file.close()
         self._file = None
-        digest = hashlib.sha256()
-        with self.path.open("rb") as f:
-            for chunk in iter(lambda: f.read(1 << 16), b""):
-                digest.update(chunk)
-        self.sha256 = digest.hexdigest()
+        self.sha256 = file_sha256(self.path)
         return self.sha256

@@ -191,14 +191,9 @@ class Store:
     def add_call(self, record: CallRecord) -> int:
         """Persist one CDR with its legs and return its id (also set on `record.id`). A second CDR with the same
         (tenant, call_id) is refused with StoreError."""
-        _check_times("CallRecord", started=record.started, answered=record.answered, ended=record.ended)
-        for i, leg in enumerate(record.legs):
-            _check_times(f"CallRecord.legs[{i}]", started=leg.started, answered=leg.answered, ended=leg.ended)
-        row = _call_row(record)
-        with self._transaction("write to") as session:
-            session.add(row)
-        record.id = row.id
-        return row.id
+        self.add_calls([record])
+        assert record.id is not None
+        return record.id
 
     def add_calls(self, records: list[CallRecord]) -> None:
         """Persist several CDRs in one transaction (all or none): what a busy server writes each moment."""
@@ -320,22 +315,6 @@ class Store:
 
 
 # -- rows <-> records ---------------------------------------------------------------------------------------
-
-
-def _call_row(record: CallRecord) -> CallRow:
-    return CallRow(
-        tenant=record.tenant, call_id=record.call_id, caller=record.caller, called=record.called,
-        started=record.started, answered=record.answered, ended=record.ended, outcome=record.outcome,
-        duration=record.duration, talk_seconds=record.talk_seconds, recording=record.recording,
-        recording_sha256=record.recording_sha256, variables=dict(record.variables),
-        legs=[
-            LegRow(
-                tenant=record.tenant, position=i, leg_id=leg.leg_id, direction=leg.direction, party=leg.party,
-                started=leg.started, answered=leg.answered, ended=leg.ended, cause=leg.cause,
-            )
-            for i, leg in enumerate(record.legs)
-        ],
-    )
 
 
 def _call_record(row: CallRow) -> CallRecord:

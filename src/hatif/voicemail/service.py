@@ -16,6 +16,7 @@ in constant time, so a caller cannot learn which mailboxes exist (SECURITY.md: n
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import logging
 from collections.abc import Callable, Iterable
@@ -141,11 +142,9 @@ async def _finish(channel: Channel, recorded: Recorded | None, *, text: str) -> 
     """Say a last sentence and hang up, unless the caller is already gone."""
     if channel.ended or (recorded is not None and recorded.ended_by == "hangup"):
         return
-    try:
+    with contextlib.suppress(Hangup):  # gone while we spoke: nothing left to say
         await channel.say(text)
         await channel.hangup()
-    except Hangup:
-        pass
 
 
 async def _remove(path: Path) -> None:
