@@ -23,6 +23,7 @@ from .config import Config
 from .media.engine import MediaEngine, MediaSettings
 from .media.prompts import PromptCache
 from .services import Services
+from .sip import auth as digest
 from .sip.registrar import RegistrarPolicy
 from .sip.server import SipServer, SipSettings, Target
 from .sip.transaction import Timers
@@ -38,6 +39,21 @@ class ConfigDirectory:
         self.config = config
         self._tenants = {t.name: t for t in config.tenants}
         self._users = {(t.name, u.username): u for t in config.tenants for u in t.users}
+        # Only HA1 hashes are kept (RFC 7616 §3.4.2), never the passwords: one per algorithm the user may use.
+        self._ha1: dict[tuple[str, str, str], str] = {}
+        self._algorithms: dict[tuple[str, str | None], tuple[str, ...]] = {}
+        for t in config.tenants:
+            realm = self.realm_of(t.name)
+            self._algorithms[(t.name, None)] = config.digest_algorithms(t, None)
+            for u in t.users:
+                algorithms = config.digest_algorithms(t, u)
+                self._algorithms[(t.name, u.username)] = algorithms
+                for algorithm in algorithms:
+                    given = (u.ha1 or {}).get(algorithm)  # type: ignore[call-overload]
+                    if given is None and u.password is not None:
+                        given = digest.ha1(algorithm, u.username, realm, u.password)
+                    if given is not None:
+                        self._ha1[(t.name, u.username, algorithm)] = given
         self._peers = {(t.name, e.name): Peer(e.transport, e.host, e.port) for t in config.tenants for e in t.endpoints}
         self._trusted: dict[tuple[str, int], tuple[str, str]] = {}
         self._trusted_hosts: dict[str, tuple[str, str]] = {}
@@ -51,13 +67,22 @@ class ConfigDirectory:
         tenant = self.config.tenant_for_domain(host.strip("[]"))
         return tenant.name if tenant is not None else None
 
-    def realm(self, tenant: str) -> str:
+    def realm_of(self, tenant: str) -> str:
         t = self._tenants[tenant]
         return t.domains[0] if t.domains else t.name
 
-    def password(self, tenant: str, username: str) -> str | None:
-        u = self._users.get((tenant, username))
-        return u.password if u is not None else None
+    def realm(self, tenant: str) -> str:
+        return self.realm_of(tenant)
+
+    def ha1(self, tenant: str, username: str, algorithm: str) -> str | None:
+        return self._ha1.get((tenant, username, algorithm))
+
+    def digest_algorithms(self, tenant: str, username: str | None) -> tuple[str, ...]:
+        found = self._algorithms.get((tenant, username))
+        return found if found is not None else self._algorithms.get((tenant, None), ("MD5",))
+
+    def has_user(self, tenant: str, username: str) -> bool:
+        return (tenant, username) in self._users
 
     def display_name(self, tenant: str, username: str) -> str | None:
         u = self._users.get((tenant, username))
@@ -121,8 +146,9 @@ def settings_from(config: Config) -> SipSettings:
         flood_limit=sec.flood_limit,
         flood_window=sec.flood_window,
         ban_time=sec.ban_time,
+        user_request_rate=sec.user_request_rate,
+        user_request_burst=sec.user_request_burst,
         nonce_lifetime=sec.nonce_lifetime,
-        md5_only_user_agents=tuple(sec.md5_only_user_agents),
     )
     if sec.secret:
         settings.secret = sec.secret.encode()
@@ -246,7 +272,8 @@ async def _demo_stream(hatif: Hatif, stop: asyncio.Event) -> tuple[Any, asyncio.
 
     tenant = hatif.config.tenants[0]
     acd = hatif.services.acd.get(tenant.name)
-    agents = [(u.username, u.password) for u in tenant.users if (u.display_name or "").startswith("Virtual agent")]
+    agents = [(u.username, u.password) for u in tenant.users
+              if (u.display_name or "").startswith("Virtual agent") and u.password is not None]
     port = next((p for t, _, p in hatif.addresses if t == "udp"), 5060)
     numbers = [r.number for r in (tenant.route("800"), tenant.route("801")) if r is not None]
     if acd is None or not agents or not numbers:

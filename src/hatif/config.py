@@ -67,6 +67,7 @@ ARGUMENT_TARGETS = frozenset({"flow", "voicemail", "queue", "conference"})
 """Dial-plan targets written `KIND:NAME` that run an application on the named flow, mailbox, queue or room."""
 
 Transport = Literal["udp", "tcp"]
+DigestAlgorithm = Literal["MD5", "SHA-256"]
 Language = Literal["en", "ar", "fa"]
 Loc = tuple[str | int, ...]
 
@@ -262,7 +263,20 @@ def _lower(value: object) -> object:
     return value.lower() if isinstance(value, str) else value
 
 
+def _algorithms(value: tuple[str, ...]) -> tuple[str, ...]:
+    if len(set(value)) != len(value):
+        raise ValueError(f"an algorithm is listed twice in {list(value)}")
+    return value
+
+
+def _upper(value: object) -> object:
+    return value.upper() if isinstance(value, str) else value
+
+
 Listen = Annotated[ListenAddress, PlainValidator(_listen), PlainSerializer(str)]
+Ha1 = Annotated[str, Field(pattern=r"^(?:[0-9a-fA-F]{32}|[0-9a-fA-F]{64})$"), AfterValidator(str.lower)]
+DigestAlgorithms = Annotated[tuple[Annotated[DigestAlgorithm, BeforeValidator(_upper)], ...],
+                             Field(min_length=1), AfterValidator(_algorithms)]
 Host = Annotated[str, AfterValidator(parse_host)]
 Slug = Annotated[str, AfterValidator(_slug)]
 Target = Annotated[DialTarget, PlainValidator(_dial_target), PlainSerializer(str)]
@@ -378,10 +392,23 @@ class Security(_Model):
     ban_time: float = Field(default=300.0, ge=0)
     nonce_lifetime: float = Field(default=300.0, gt=0)
     secret: str | None = Field(default=None, min_length=16, repr=False)
-    # Clients that refuse a whole challenge when one of its algorithms is unknown to them (baresip 1.0's
-    # libre answers ENOSYS to SHA-256) get MD5 alone; matched as a prefix of their User-Agent header.
-    md5_only_user_agents: tuple[str, ...] = ("baresip v0.", "baresip v1.0.")
     """Key for nonces; when absent the server draws a random one at start (nonces then die with it)."""
+    digest_algorithms: DigestAlgorithms = ("MD5",)
+    """The digest algorithms challenged, in order (RFC 8760 §2.4), unless a tenant or user says otherwise. MD5
+    alone by default, as Asterisk and Kamailio do: SIPp, SIP.js, JsSIP and baresip 1.0 answer only MD5 or read
+    only the first challenge. Add SHA-256 (first) where every phone of the tenant or user speaks it."""
+    user_request_rate: float = Field(default=250.0, gt=0)
+    """Requests per second one authenticated user may send on average (an office behind one NAT, an SBC);
+    beyond it (and past `user_request_burst`) requests get 503 with Retry-After, never a ban."""
+    user_request_burst: int = Field(default=500, ge=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _removed(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "md5_only_user_agents" in data:
+            raise _problems([(("md5_only_user_agents",), "removed: a User-Agent proves nothing; every client now "
+                                                         "gets `digest_algorithms` (MD5 by default)")])
+        return data
 
 
 class Media(_Model):
@@ -410,6 +437,14 @@ class StoreSettings(_Model):
     url: str | None = Field(default=None, repr=False)
     """A SQLAlchemy URL such as `postgresql+psycopg://hatif@127.0.0.1:5432/hatif`; `path` is used when absent."""
     path: Path = Path("var/hatif.db")
+    journal: Path | None = None
+    """The journal of open calls (CDRs for calls up at a crash); next to `path` when absent."""
+    linger: float = Field(default=0.02, ge=0, le=1)
+    """Seconds a record waits for others to share its transaction; a BYE's 200 waits for the commit."""
+
+    @property
+    def journal_path(self) -> Path:
+        return self.journal if self.journal is not None else self.path.parent / "open-calls.journal"
 
 
 class ApiToken(_Model):
@@ -443,9 +478,23 @@ class User(_Model):
 
     username: Annotated[str, AfterValidator(_username)]
     extension: Annotated[str | None, AfterValidator(_extension)] = None
-    password: str = Field(min_length=8, max_length=256, repr=False)
+    password: str | None = Field(default=None, min_length=8, max_length=256, repr=False)
+    """The SIP password; Hatif keeps only its HA1 hashes (RFC 7616 §3.4.2) once the file is read."""
+    ha1: dict[Annotated[DigestAlgorithm, BeforeValidator(_upper)], Ha1] | None = Field(default=None, repr=False)
+    """Instead of `password`: the HA1 per algorithm, H(username:realm:password) in hex, realm being the tenant's
+    first domain (else its name), e.g. `printf '1001:hatif.local:secret' | md5sum` for MD5."""
+    digest_algorithms: DigestAlgorithms | None = None
+    """This user's digest algorithms, in challenge order (the tenant's when absent)."""
     display_name: str | None = Field(default=None, min_length=1, max_length=100)
     language: Annotated[Language, BeforeValidator(_lower)] = "en"
+
+    @model_validator(mode="after")
+    def _a_secret(self) -> User:
+        if self.password is None and self.ha1 is None:
+            raise _problems([(("password",), "field required")])
+        if self.password is not None and self.ha1 is not None:
+            raise _problems([(("ha1",), "give a password or the ha1 hashes, not both")])
+        return self
 
     @model_validator(mode="before")
     @classmethod
@@ -526,6 +575,8 @@ class Tenant(_Model):
     agents: tuple[AgentSettings, ...] = ()
     not_ready_reasons: tuple[Annotated[str, Field(min_length=1, max_length=40)], ...] = DEFAULT_REASONS
     """Why an agent is not ready (break, lunch, ...): the codes agents choose from and reports group by."""
+    digest_algorithms: DigestAlgorithms | None = None
+    """The tenant's digest algorithms, in challenge order (`security.digest_algorithms` when absent)."""
 
     _by_extension: dict[str, User] = PrivateAttr(default_factory=dict)
 
@@ -682,6 +733,13 @@ class Config(_Model):
         for i, token in enumerate(self.api.tokens):
             if token.tenant not in names:
                 problems.append((("api", "tokens", i, "tenant"), f"no tenant {token.tenant!r}"))
+        for i, tenant in enumerate(self.tenants):
+            for j, user in enumerate(tenant.users):
+                given = user.ha1
+                missing = [a for a in self.digest_algorithms(tenant, user) if given is not None and a not in given]
+                if missing:
+                    problems.append((("tenants", i, "users", j, "ha1"),
+                                     f"no HA1 for {', '.join(missing)}, which this user is challenged with"))
         owner: dict[str, int] = {}
         for i, tenant in enumerate(self.tenants):
             for j, domain in enumerate(tenant.domains):
@@ -706,6 +764,12 @@ class Config(_Model):
     def demo_credentials_in_use(self) -> list[str]:
         """Usernames whose password is still the shipped demo password (`hatif-demo`)."""
         return [u.username for t in self.tenants for u in t.users if u.password == DEMO_PASSWORD]
+
+    def digest_algorithms(self, tenant: Tenant, user: User | None) -> tuple[str, ...]:
+        """The algorithms challenged for `user` of `tenant` (an unknown user gets the tenant's)."""
+        if user is not None and user.digest_algorithms is not None:
+            return user.digest_algorithms
+        return tenant.digest_algorithms or self.security.digest_algorithms
 
     def with_listen(self, addresses: tuple[ListenAddress, ...]) -> Config:
         """This configuration with `sip.listen` replaced (the command line's `--sip`)."""

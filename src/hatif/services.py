@@ -1,8 +1,12 @@
 """The services around call control: the store, the HTTP API, voicemail, IVR flows and message waiting.
 
-`Services.start` opens the store (SQLite by default, PostgreSQL when configured) and migrates it, registers
-the applications the dial plan can reach (`flow:NAME`, `voicemail:MAILBOX`, `app:check-voicemail`), writes
-each call's detail record when it ends, and serves the HTTP API when `api.listen` is set.
+`Services.start` opens the store (SQLite by default, PostgreSQL when configured) and migrates it, writes a CDR
+marked `interrupted` for every call the journal of open calls says was up when the last run died, registers the
+applications the dial plan can reach (`flow:NAME`, `voicemail:MAILBOX`, `app:check-voicemail`), writes each
+call's detail record when it ends, and serves the HTTP API when `api.listen` is set.
+
+Persist before acknowledging (SECURITY.md): call control answers a BYE only once `durable()` is done, that is
+once every CDR and queue-log line queued so far is committed.
 """
 
 from __future__ import annotations
@@ -12,11 +16,13 @@ import logging
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from .acd import prompts as acd_prompts
 from .acd.service import AcdService
-from .calls.api import Channel, Hangup, Outcome
+from .calls.api import CallEvent, Channel, Hangup, Outcome
 from .calls.call import Call
 from .calls.control import CallControl
 from .config import Config, Tenant, parse_host_port
@@ -28,7 +34,8 @@ from .sip.transport import Peer
 from .sip.uri import URI
 from .store.batch import BatchWriter
 from .store.db import Store
-from .store.records import CallRecord
+from .store.journal import CallJournal, OpenCall, repair_wav
+from .store.records import CallRecord, LegRecord
 from .voicemail import CONTENT_TYPE, EVENT, Mailbox, check_messages, leave_message, message_summary
 from .web.api import create_api
 from .web.server import ApiServer, serve_api
@@ -78,16 +85,24 @@ class Services:
     acd: dict[str, AcdService] = field(default_factory=dict)
     cdrs: BatchWriter[CallRecord] | None = None
     mwi: MwiNotifier | None = None
+    journal: CallJournal | None = None
+    interrupted: list[CallRecord] = field(default_factory=list)  # CDRs written at start for the last run's calls
+    _syncer: asyncio.Task[None] | None = None
 
     @classmethod
     async def start(cls, config: Config, control: CallControl) -> Services:
         store = await asyncio.to_thread(Store, config.store.url, path=config.store.path)
         await asyncio.to_thread(store.migrate)
         services = cls(config, control, store)
-        services.cdrs = BatchWriter(store.add_calls, "call records")
+        services.journal = CallJournal(config.store.journal_path)
+        services.interrupted = await asyncio.to_thread(services._recover, services.journal)
+        services.cdrs = BatchWriter(store.add_calls, "call records", linger=config.store.linger)
         services.mwi = MwiNotifier(control)
         services.flows = {t.name: FlowSet(t.flows, t.schedules, t.lists, t.timezone) for t in config.tenants}
         control.on_record.append(services._write_call)
+        control.listeners.append(services._on_event)
+        control.durable = services.durable
+        services._syncer = asyncio.get_running_loop().create_task(services._sync_journal())
         control.mailbox_for = services._mailbox_of
         control.register_app("flow", services._flow)
         control.register_app("voicemail", services._voicemail)
@@ -97,7 +112,7 @@ class Services:
         for t in config.tenants:
             if t.queues:
                 acd = AcdService(control, t.name, t.queues, t.agents, store=store, voicemail=services.leave_voicemail,
-                                 vip=_on_list(t), reasons=t.not_ready_reasons)
+                                 vip=_on_list(t), reasons=t.not_ready_reasons, linger=config.store.linger)
                 acd.start()
                 services.acd[t.name] = acd
         if config.api.listen:
@@ -112,6 +127,10 @@ class Services:
             await acd.close()
         if self.cdrs is not None:
             await self.cdrs.close()
+        if self._syncer is not None:
+            self._syncer.cancel()
+        if self.journal is not None:
+            await asyncio.to_thread(self.journal.close)
         if self.api is not None:
             await self.api.stop()
         await asyncio.to_thread(self.store.close)
@@ -120,7 +139,62 @@ class Services:
 
     def _write_call(self, record: CallRecord) -> None:
         assert self.cdrs is not None
-        self.cdrs.add(record)
+        journal = self.journal
+        done = self.cdrs.add(record)
+        if journal is not None:
+            # Closed in the journal once committed: a crash before that leaves it to the next start.
+            done.add_done_callback(lambda f: journal.closed(record.call_id) if not f.exception() else None)
+
+    def _on_event(self, event: CallEvent) -> None:
+        journal = self.journal
+        if journal is None:
+            return
+        if event.kind == "call.started":
+            call = self.control.calls.get(event.call_id)
+            if call is not None:
+                started = call.wall(call.started)
+                assert started is not None
+                journal.opened(call.id, call.tenant, call.caller_number, call.called_number, started)
+        elif event.kind == "call.bridged":
+            call = self.control.calls.get(event.call_id)
+            if call is not None:
+                for path, _ in call.recordings:
+                    journal.recording(call.id, str(path))
+
+    def durable(self) -> asyncio.Future[None]:
+        """Done once every CDR and queue-log line queued so far is committed (or spilled): what a BYE's 200
+        waits for."""
+        writers: list[BatchWriter[Any]] = [w for w in (self.cdrs, *(a.queue_log for a in self.acd.values()))
+                                           if w is not None]
+        futures = [w.flushed() for w in writers]
+        pending = [f for f in futures if not f.done()]
+        if not pending:
+            return futures[0] if futures else _done(asyncio.get_running_loop())
+        return asyncio.ensure_future(_settled(pending))
+
+    async def _sync_journal(self) -> None:
+        """fsync the journal of open calls about once a second (a power cut loses at most that second)."""
+        journal = self.journal
+        assert journal is not None
+        while True:
+            await asyncio.sleep(1.0)
+            try:
+                await asyncio.to_thread(journal.sync)
+            except OSError as e:
+                log.error("journal not synced", extra={"fields": {"error": str(e)}})
+
+    def _recover(self, journal: CallJournal) -> list[CallRecord]:
+        """CDRs for the calls the last run left open (it died): outcome `interrupted`, recordings repaired."""
+        records: list[CallRecord] = []
+        for call in journal.recover():
+            if self.store.call(call.tenant, call.call_id) is not None:
+                continue  # its CDR was committed just before the end
+            records.append(_interrupted(call))
+        if records:
+            self.store.add_calls(records)
+            log.warning("calls interrupted by the last stop recorded", extra={"fields": {
+                "calls": len(records), "journal": str(journal.path)}})
+        return records
 
     # -- voicemail ----------------------------------------------------------------------------------------
 
@@ -214,3 +288,33 @@ class Services:
 
     async def voicemail(self, channel: Channel, mailbox: str) -> None:
         await self.leave_voicemail(channel, mailbox)
+
+
+def _done(loop: asyncio.AbstractEventLoop) -> asyncio.Future[None]:
+    done: asyncio.Future[None] = loop.create_future()
+    done.set_result(None)
+    return done
+
+
+async def _settled(futures: list[asyncio.Future[None]]) -> None:
+    """Wait for every future; a write that failed outright was logged by its writer, and the BYE is answered
+    all the same (the call is over whatever the store says)."""
+    await asyncio.gather(*futures, return_exceptions=True)
+
+
+def _interrupted(call: OpenCall) -> CallRecord:
+    ended = call.last_seen or call.started
+    recording = call.recordings[0] if call.recordings else None
+    seconds = 0.0
+    for path in call.recordings:
+        got = repair_wav(Path(path))
+        if got is not None and path == recording:
+            seconds = got
+    record = CallRecord(
+        call_id=call.call_id, tenant=call.tenant, caller=call.caller, called=call.called, started=call.started,
+        outcome="interrupted", ended=ended, duration=round((ended - call.started).total_seconds(), 3),
+        recording=recording, variables={"interrupted": "the server stopped while the call was up"},
+        legs=[LegRecord("", "inbound", call.caller, call.started, None, ended, "interrupted")])
+    if recording is not None:
+        record.variables["recorded_seconds"] = f"{seconds:.2f}"
+    return record

@@ -346,6 +346,7 @@ class Sipp:
         extra_args: Sequence[str] = (),
         workdir: Path | None = None,
         program: str = "sipp",
+        local_ip: str = LOOPBACK,
     ) -> None:
         self.program = require(program)
         self.scenario = scenario
@@ -366,7 +367,8 @@ class Sipp:
         if target is not None:
             args.append(target)
         args += ["-sf", str(scenario)] if isinstance(scenario, Path) else ["-sn", scenario]
-        args += ["-i", LOOPBACK, "-p", str(self.local_port), "-t", transport]
+        self.local_ip = local_ip  # another 127.0.0.x is another source address on loopback
+        args += ["-i", local_ip, "-p", str(self.local_port), "-t", transport]
         args += ["-mp", str(self.media_port), "-ci", LOOPBACK, "-cp", str(self.control_port), "-nostdin"]
         args += ["-trace_stat", "-stf", str(self.stat_path), "-fd", "1"]
         args += ["-trace_screen", "-screen_file", str(self.screen_path)]
@@ -405,8 +407,8 @@ class Sipp:
 
     @property
     def address(self) -> str:
-        """`127.0.0.1:port`, where a uas scenario listens."""
-        return f"{LOOPBACK}:{self.local_port}"
+        """`127.0.0.1:port` (or the `local_ip` given), where a uas scenario listens."""
+        return f"{self.local_ip}:{self.local_port}"
 
     @property
     def returncode(self) -> int | None:

@@ -27,6 +27,7 @@ sip:
   timers: {{t1: 0.1, t2: 0.8, t4: 1.0, d: 1.0}}
   registration: {{min_expires: 10}}
 security:
+  digest_algorithms: [SHA-256, MD5]  # opted in: these tests check both
   flood_limit: 100000
   auth_failure_limit: 1000
 media:

@@ -30,6 +30,12 @@ PASSWORDS = {"1001": "amira-secret-1", "1002": "omar-secret-2"}
 REALM = "hatif.local"
 
 
+def secrets_of(user: str, algorithm: str) -> str | None:
+    """What the server looks up: the user's HA1 for the algorithm (it never sees a password)."""
+    password = PASSWORDS.get(user)
+    return auth.ha1(algorithm, user, REALM, password) if password is not None else None
+
+
 def rfc_challenge(algorithm: str) -> str:
     return (f'Digest realm="{RFC_REALM}", qop="auth, auth-int", algorithm={algorithm}, nonce="{RFC_NONCE}", '
             f'opaque="{RFC_OPAQUE}"')
@@ -109,7 +115,7 @@ def test_values_round_trip(username: str, realm: str, nonce: str, uri: str, opaq
 ])
 def test_malformed_credentials_raise_auth_error(value: str, needle: str) -> None:
     with pytest.raises(AuthError, match=needle):
-        server().verify(value, "REGISTER", 0.0, PASSWORDS.get)
+        server().verify(value, "REGISTER", 0.0, secrets_of)
 
 
 def test_client_refuses_what_it_cannot_answer() -> None:
@@ -161,7 +167,7 @@ def test_challenge_offers_sha256_then_md5_with_one_nonce() -> None:
 def test_round_trip_for_each_algorithm(algorithm: str) -> None:
     d = server()
     challenge = d.challenge(now=100.0)[0].replace("algorithm=SHA-256", f"algorithm={algorithm}")
-    result = d.verify(answer(challenge), "REGISTER", 101.0, PASSWORDS.get)
+    result = d.verify(answer(challenge), "REGISTER", 101.0, secrets_of)
     assert result == AuthResult(True, "1001")
 
 
@@ -170,24 +176,24 @@ def test_rfc_2069_client_without_qop() -> None:
     no_qop = d.challenge(0.0)[1].replace(', qop="auth"', "")
     creds = answer(no_qop)
     assert "qop" not in parse_credentials(creds) and "nc" not in parse_credentials(creds)
-    assert d.verify(creds, "REGISTER", 1.0, PASSWORDS.get).ok
-    again = d.verify(creds, "REGISTER", 2.0, PASSWORDS.get)  # a nonce without a count serves once
+    assert d.verify(creds, "REGISTER", 1.0, secrets_of).ok
+    again = d.verify(creds, "REGISTER", 2.0, secrets_of)  # a nonce without a count serves once
     assert not again.ok and again.stale and again.reason == "nonce already used (no qop)"
 
 
 def test_wrong_password_method_uri_and_algorithm() -> None:
     d = server()
     ch = d.challenge(0.0)[0]
-    assert d.verify(answer(ch, password="wrong"), "REGISTER", 1.0, PASSWORDS.get) == AuthResult(
+    assert d.verify(answer(ch, password="wrong"), "REGISTER", 1.0, secrets_of) == AuthResult(
         False, reason="wrong credentials")
-    assert d.verify(answer(ch, nc=2), "INVITE", 1.0, PASSWORDS.get).reason == "wrong credentials"  # signed for REGISTER
+    assert d.verify(answer(ch, nc=2), "INVITE", 1.0, secrets_of).reason == "wrong credentials"  # signed for REGISTER
     tampered = answer(ch, nc=3).replace('uri="sip:hatif.local"', 'uri="sip:other"')
-    assert d.verify(tampered, "REGISTER", 1.0, PASSWORDS.get).reason == "wrong credentials"
+    assert d.verify(tampered, "REGISTER", 1.0, secrets_of).reason == "wrong credentials"
     sha512 = answer(ch, nc=4).replace("algorithm=SHA-256", "algorithm=SHA-512")
-    assert d.verify(sha512, "REGISTER", 1.0, PASSWORDS.get).reason == "unsupported algorithm 'SHA-512'"
+    assert d.verify(sha512, "REGISTER", 1.0, secrets_of).reason == "unsupported algorithm 'SHA-512'"
     auth_int = answer(ch, nc=5).replace("qop=auth", "qop=auth-int")
-    assert d.verify(auth_int, "REGISTER", 1.0, PASSWORDS.get).reason == "unsupported qop 'auth-int'"
-    assert d.verify(answer(ch, nc=6), "REGISTER", 1.0, PASSWORDS.get).ok  # the good one still passes
+    assert d.verify(auth_int, "REGISTER", 1.0, secrets_of).reason == "unsupported qop 'auth-int'"
+    assert d.verify(answer(ch, nc=6), "REGISTER", 1.0, secrets_of).ok  # the good one still passes
 
 
 def test_unknown_user_is_indistinguishable(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -198,24 +204,24 @@ def test_unknown_user_is_indistinguishable(monkeypatch: pytest.MonkeyPatch) -> N
     assert known[0] != unknown[0]  # but never the same nonce
     wrong_password, no_such_user = answer(known[0], "1001", "guess"), answer(unknown[0], "9999", "guess")
     expired = answer(d.challenge(0.0)[0], "9999", "guess")
-    hashed: list[str] = []
-    real = auth.response_digest
+    hashed: list[int] = []
+    real = auth.response_from_ha1
 
     def counting(*args: str | None) -> str:
-        hashed.append(str(args[1]))
+        hashed.append(len(str(args[1])))  # the length of the HA1 hashed with: a real one or the dummy
         return real(*args)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(auth, "response_digest", counting)
+    monkeypatch.setattr(auth, "response_from_ha1", counting)
     looked_up: list[str] = []
 
-    def lookup(user: str) -> str | None:
+    def lookup(user: str, algorithm: str) -> str | None:
         looked_up.append(user)
-        return PASSWORDS.get(user)
+        return secrets_of(user, algorithm)
 
     wrong = d.verify(wrong_password, "REGISTER", 6.0, lookup)
     ghost = d.verify(no_such_user, "REGISTER", 6.0, lookup)
     assert wrong == ghost == AuthResult(False, reason="wrong credentials")
-    assert looked_up == hashed == ["1001", "9999"]  # the same hashing work for both
+    assert looked_up == ["1001", "9999"] and hashed == [64, 64]  # the same hashing work for both
     # An unknown user never learns "stale" either: that needs a good password.
     assert d.verify(expired, "REGISTER", 1000.0, lookup) == ghost
 
@@ -223,43 +229,43 @@ def test_unknown_user_is_indistinguishable(monkeypatch: pytest.MonkeyPatch) -> N
 def test_stale_after_lifetime() -> None:
     d = server(nonce_lifetime=300.0)
     ch = d.challenge(0.0)[0]
-    assert d.verify(answer(ch, nc=1), "REGISTER", 299.0, PASSWORDS.get).ok
-    late = d.verify(answer(ch, nc=2), "REGISTER", 301.0, PASSWORDS.get)
+    assert d.verify(answer(ch, nc=1), "REGISTER", 299.0, secrets_of).ok
+    late = d.verify(answer(ch, nc=2), "REGISTER", 301.0, secrets_of)
     assert late == AuthResult(False, "1001", stale=True, reason="nonce expired")
-    wrong_and_late = d.verify(answer(ch, password="bad", nc=3), "REGISTER", 301.0, PASSWORDS.get)
+    wrong_and_late = d.verify(answer(ch, password="bad", nc=3), "REGISTER", 301.0, secrets_of)
     assert not wrong_and_late.stale and wrong_and_late.reason == "wrong credentials"
     fresh = d.challenge(301.0, stale=True)[0]
-    assert d.verify(answer(fresh), "REGISTER", 302.0, PASSWORDS.get).ok
+    assert d.verify(answer(fresh), "REGISTER", 302.0, secrets_of).ok
 
 
 def test_replay_is_refused_and_counts_must_grow() -> None:
     d = server()
     ch = d.challenge(0.0)[0]
     first = answer(ch, nc=1)
-    assert d.verify(first, "REGISTER", 10.0, PASSWORDS.get).ok
-    assert d.verify(first, "REGISTER", 11.0, PASSWORDS.get) == AuthResult(False, reason="replayed nonce count")
-    assert d.verify(answer(ch, nc=5), "REGISTER", 12.0, PASSWORDS.get).ok
-    assert d.verify(answer(ch, nc=4), "REGISTER", 13.0, PASSWORDS.get).reason == "replayed nonce count"
-    assert d.verify(answer(ch, nc=6), "REGISTER", 14.0, PASSWORDS.get).ok
+    assert d.verify(first, "REGISTER", 10.0, secrets_of).ok
+    assert d.verify(first, "REGISTER", 11.0, secrets_of) == AuthResult(False, reason="replayed nonce count")
+    assert d.verify(answer(ch, nc=5), "REGISTER", 12.0, secrets_of).ok
+    assert d.verify(answer(ch, nc=4), "REGISTER", 13.0, secrets_of).reason == "replayed nonce count"
+    assert d.verify(answer(ch, nc=6), "REGISTER", 14.0, secrets_of).ok
     other_user = answer(ch, "1002", "omar-secret-2", nc=7)
-    assert d.verify(other_user, "REGISTER", 15.0, PASSWORDS.get) == AuthResult(True, "1002")
+    assert d.verify(other_user, "REGISTER", 15.0, secrets_of) == AuthResult(True, "1002")
 
 
 def test_forged_nonce_opaque_and_other_realms() -> None:
     d = server()
     opaque = Challenge.parse(d.challenge(0.0)[0]).opaque
     stranger = DigestServer(REALM, b"x" * 32).challenge(0.0)[0]
-    assert d.verify(answer(stranger), "REGISTER", 1.0, PASSWORDS.get).reason == "opaque not ours"
+    assert d.verify(answer(stranger), "REGISTER", 1.0, secrets_of).reason == "opaque not ours"
     forged = Challenge(REALM, Challenge.parse(stranger).nonce, "SHA-256", ("auth",), opaque).serialize()
-    assert d.verify(answer(forged), "REGISTER", 1.0, PASSWORDS.get).reason == "nonce not issued by us"
+    assert d.verify(answer(forged), "REGISTER", 1.0, secrets_of).reason == "nonce not issued by us"
     garbage = Challenge(REALM, "not-base64!", "SHA-256", ("auth",)).serialize()
-    assert d.verify(answer(garbage), "REGISTER", 1.0, PASSWORDS.get).reason == "nonce not issued by us"
+    assert d.verify(answer(garbage), "REGISTER", 1.0, secrets_of).reason == "nonce not issued by us"
     # Another tenant of the same server (same secret, another realm): its nonces are not ours.
     tenant_b = DigestServer("b.example", b"k" * 32)
-    assert d.verify(answer(tenant_b.challenge(0.0)[0]), "REGISTER", 1.0, PASSWORDS.get).reason == \
+    assert d.verify(answer(tenant_b.challenge(0.0)[0]), "REGISTER", 1.0, secrets_of).reason == \
            "wrong realm 'b.example'"
     b_nonce = Challenge(REALM, Challenge.parse(tenant_b.challenge(0.0)[0]).nonce, "MD5", ("auth",)).serialize()
-    assert d.verify(answer(b_nonce), "REGISTER", 1.0, PASSWORDS.get).reason == "nonce not issued by us"
+    assert d.verify(answer(b_nonce), "REGISTER", 1.0, secrets_of).reason == "nonce not issued by us"
 
 
 def test_replay_memory_is_bounded_and_forgetting_lets_no_replay_through() -> None:
@@ -267,10 +273,10 @@ def test_replay_memory_is_bounded_and_forgetting_lets_no_replay_through() -> Non
     accepted = []
     for i in range(50):
         creds = answer(d.challenge(float(i))[0])
-        assert d.verify(creds, "REGISTER", float(i), PASSWORDS.get).ok
+        assert d.verify(creds, "REGISTER", float(i), secrets_of).ok
         accepted.append(creds)
     assert len(d) == 10
-    replayed = d.verify(accepted[0], "REGISTER", 60.0, PASSWORDS.get)  # its nonce was forgotten, still fresh
+    replayed = d.verify(accepted[0], "REGISTER", 60.0, secrets_of)  # its nonce was forgotten, still fresh
     assert not replayed.ok and replayed.stale and replayed.reason == "nonce forgotten"
-    assert d.verify(accepted[-1], "REGISTER", 60.0, PASSWORDS.get).reason == "replayed nonce count"
-    assert d.verify(answer(d.challenge(61.0)[0]), "REGISTER", 61.0, PASSWORDS.get).ok
+    assert d.verify(accepted[-1], "REGISTER", 60.0, secrets_of).reason == "replayed nonce count"
+    assert d.verify(answer(d.challenge(61.0)[0]), "REGISTER", 61.0, secrets_of).ok

@@ -18,6 +18,7 @@ sip:
   listen: ["udp:127.0.0.1:{port}"]
   timers: {{t1: 0.05, t2: 0.4, t4: 0.5, d: 0.5}}
 security:
+  digest_algorithms: [SHA-256, MD5]  # opted in: these tests check both
   auth_failure_limit: 10
   flood_limit: 100
   ban_time: 300

@@ -103,7 +103,7 @@ class AcdService:
                  agents: tuple[AgentSettings, ...], *, store: RecordStore | None,
                  voicemail: VoicemailFn | None = None,
                  vip: Callable[[str, str], bool] | None = None, reasons: tuple[str, ...] = (),
-                 seed: int | None = None) -> None:
+                 seed: int | None = None, linger: float = 0.02) -> None:
         self.control = control
         self.tenant = tenant
         self.loop = control.loop
@@ -121,7 +121,7 @@ class AcdService:
         self.events: deque[RouterOutput] = deque(maxlen=20_000)
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
-        self._log = BatchWriter(store.add_queue_events, "queue events") if store is not None else None
+        self._log = BatchWriter(store.add_queue_events, "queue events", linger=linger) if store is not None else None
         self._pending_log: list[QueueLogEntry] = []
         self._wall0 = time.time() - self.loop.time()
 
@@ -187,6 +187,9 @@ class AcdService:
         settings = self.settings[name]
         w = _Waiting(call, name, self.loop.create_future())
         self.waiting[call.id] = w
+        # A caller who hangs up while waiting is abandoned in the leg's own callback, so the queue log has it
+        # before the caller's BYE is answered (`CallControl.acknowledge`), not a wake-up of `_wait` later.
+        caller.finished.add_done_callback(lambda _: self._abandon(w))
         priority = 10 if settings.vip_list and self.vip is not None and self.vip(settings.vip_list,
                                                                                 call.caller_number) else 0
         call.variables.setdefault("queue", name)
@@ -403,6 +406,11 @@ class AcdService:
     def _wall(self, at: float) -> datetime:
         return datetime.fromtimestamp(self._wall0 + at, UTC)
 
+    @property
+    def queue_log(self) -> BatchWriter[QueueLogEntry] | None:
+        """The writer of this tenant's queue log (its `flushed()` is part of a BYE's acknowledgement)."""
+        return self._log
+
     def _flush_log(self) -> None:
         entries, self._pending_log = self._pending_log, []
         if self._log is not None:
@@ -477,13 +485,24 @@ class AcdService:
         call.bridge(caller, leg)
         self._apply(out)
         self._resolve(call.id, "answered")
-        await first(leg.finished, caller.finished)
-        transferred = leg.cause == "transferred"
-        with contextlib.suppress(RoutingError):
-            self._apply(self.router.call_ended(call.id, self.loop.time(),
-                                               transferred_to="transfer" if transferred else None))
-        if not transferred:
-            leg.hangup()
+        # The end is handled in the legs' own callbacks, not after an await: the queue log's `completed` and
+        # the agent's wrap-up are then queued before the caller's BYE is answered (`CallControl.acknowledge`).
+        ended = False
+
+        def on_end(_: object) -> None:
+            nonlocal ended
+            if ended:
+                return
+            ended = True
+            transferred = leg.cause == "transferred"
+            with contextlib.suppress(RoutingError):
+                self._apply(self.router.call_ended(call.id, self.loop.time(),
+                                                   transferred_to="transfer" if transferred else None))
+            if not transferred:
+                leg.hangup()
+
+        leg.finished.add_done_callback(on_end)
+        caller.finished.add_done_callback(on_end)
 
     # -- callbacks ------------------------------------------------------------------------------------
 
@@ -503,7 +522,7 @@ class AcdService:
         with contextlib.suppress(Hangup):
             await call.play_to(agent_leg, await self.control.prompts.speak_async(
                 prompts.text("callback_agent", call.language, number=" ".join(customer)), call.language))
-        is_user = self.control.server.directory.password(self.tenant, customer) is not None
+        is_user = self.control.server.directory.has_user(self.tenant, customer)
         target = f"user:{customer}" if is_user else customer
         leg = call.dial(target, timeout=pc.timeout)
         if isinstance(leg, str):

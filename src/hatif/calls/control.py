@@ -87,6 +87,7 @@ class CallControl:
         self.on_record: list[Callable[[CallRecord], None]] = []
         self.finished: deque[FinishedMedia] = deque(maxlen=1000)
         self.mailbox_for: Callable[[str, str], str | None] = lambda tenant, user: None
+        self.durable: Callable[[], asyncio.Future[None]] | None = None  # done when records so far are committed
         self.stats = {"calls": 0, "answered": 0, "failed": 0, "cancelled": 0, "no_answer": 0}
         self.pending_byes = 0
         self._legs: dict[tuple[str, str], SipLeg] = {}  # (Call-ID, our tag) -> leg
@@ -119,6 +120,25 @@ class CallControl:
 
     def register_app(self, name: str, app: App) -> None:
         self.apps[name] = app
+
+    def acknowledge(self, send: Callable[[], None]) -> None:
+        """Run `send` (the answer that tells a party its call is over) once what the call's end recorded is
+        durable (SECURITY.md: persist before acknowledging).
+
+        It waits one turn of the loop first: the queue's completion and the agent's wrap-up are recorded by
+        callbacks of the legs that just ended, which the loop runs before this one."""
+        durable = self.durable
+        if durable is None:
+            send()
+            return
+
+        def settled(_: object) -> None:
+            try:
+                send()
+            except Exception:
+                log.exception("acknowledgement failed")
+
+        self.loop.call_soon(lambda: durable().add_done_callback(settled))
 
     # -- new calls ------------------------------------------------------------------------------------
 
@@ -366,19 +386,20 @@ class CallControl:
         self.stats["cancelled"] += 1
         leg.on_cancel()
 
-    def on_in_dialog(self, request: Request, tx: ServerTx | None, peer: Peer) -> None:
+    def on_in_dialog(self, request: Request, tx: ServerTx | None, peer: Peer) -> bool:
         srv = self.server
         leg = self._legs.get((request.call_id, request.to.tag or ""))
         if leg is None:
             if tx is not None:
                 srv.respond(tx, make_response(request, 481))
-            return
+            return False
         if request.method == "ACK":
             leg.on_ack(request)
-            return
+            return True
         if tx is None:
-            return
+            return True
         leg.on_request(request, tx)
+        return True
 
     def on_stray_2xx(self, response: Response) -> None:
         leg = self._by_out_call_id.get(response.call_id)

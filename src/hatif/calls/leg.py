@@ -472,9 +472,10 @@ class SipLeg:
             return
         method = request.method
         if method == "BYE":
-            srv.respond(tx, make_response(request, 200))
             self.dialog = None
             self.end("normal")
+            # The 200 says the call is over: it goes once the call's records are in the store.
+            self.control.acknowledge(lambda: srv.respond(tx, make_response(request, 200)))
             return
         if method in ("INVITE", "UPDATE"):
             self._reinvite(request, tx)

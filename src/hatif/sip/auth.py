@@ -2,13 +2,16 @@
 
 It works on header values (`WWW-Authenticate`, `Authorization` and their proxy twins) as strings.
 
-The server challenges with SHA-256 first and MD5 second (RFC 8760 §2.4: a client takes the topmost it
-supports), both with the same nonce. Nonces are stateless: a timestamp and random bytes signed with an
+The server challenges with the algorithms it is given, in order, all with the same nonce (RFC 8760 §2.4: a
+client takes the topmost it supports). Hatif's default is MD5 alone, since SIPp, SIP.js, JsSIP and svcrack
+answer only MD5 and read only the first challenge; SHA-256 is turned on per tenant or user. The server never
+sees a password: it checks responses against HA1 values (RFC 7616 §3.4.2: `H(username:realm:password)`), one
+per algorithm, which is what Hatif stores. Nonces are stateless: a timestamp and random bytes signed with an
 HMAC of the server's secret and realm, so an unknown user is challenged exactly like a known one
 (SECURITY.md "No enumeration"), and an expired nonce with a good signature is answered `stale=true`
 (RFC 7616 §3.3). A nonce-count must grow for each nonce: a replayed request is refused. The memory of used
 nonces is bounded; a fresh nonce older than one already forgotten is re-challenged as stale, so forgetting
-never lets a replay through. For an unknown user the same hashes are computed against a dummy password and
+never lets a replay through. For an unknown user the same hashes are computed against a dummy HA1 and
 compared in constant time, so neither the answer nor its timing tells users apart.
 """
 
@@ -27,7 +30,7 @@ from dataclasses import dataclass
 
 ALGORITHMS = {"MD5": "md5", "SHA-256": "sha256"}
 """RFC 7616 §3.3 / RFC 8760 §2.2: the hashlib name behind each `algorithm` (each with a `-sess` variant)."""
-_DUMMY_PASSWORD = secrets.token_hex(16)
+_DUMMY_SECRET = secrets.token_hex(32)
 # RFC 3261 §25.1 token, and one auth-param: name = token / quoted-string (RFC 7235 §2.1).
 _TOKEN = r"[A-Za-z0-9\-.!%*_+`'~#$&^|]+"
 _SCHEME = re.compile(rf"[ \t]*({_TOKEN})(?:[ \t]+(.*))?", re.S)
@@ -179,21 +182,41 @@ def _hash_function(algorithm: str) -> str | None:
     return ALGORITHMS.get(algorithm.upper().removesuffix("-SESS"))
 
 
-def response_digest(algorithm: str, username: str, realm: str, password: str, method: str, uri: str, nonce: str,
-                    nc: str | None, cnonce: str | None, qop: str | None) -> str:
-    """The `response` value: RFC 7616 §3.4.1 with qop, RFC 2069 without; `-sess` per RFC 7616 §3.4.2."""
+def base_algorithm(algorithm: str) -> str | None:
+    """`MD5` or `SHA-256` for an algorithm we support (with or without `-sess`), else None."""
+    base = algorithm.upper().removesuffix("-SESS")
+    return base if base in ALGORITHMS else None
+
+
+def _hasher(algorithm: str) -> Callable[[str], str]:
     hash_name = _hash_function(algorithm)
     if hash_name is None:
         raise AuthError(f"unsupported algorithm {algorithm!r}")
+    return lambda text: hashlib.new(hash_name, text.encode("utf-8")).hexdigest()
 
-    def h(text: str) -> str:
-        return hashlib.new(hash_name, text.encode("utf-8")).hexdigest()
 
-    ha1 = h(f"{username}:{realm}:{password}")
+def ha1(algorithm: str, username: str, realm: str, password: str) -> str:
+    """HA1 = H(username ":" realm ":" password) (RFC 7616 §3.4.2): the secret a server keeps instead of the
+    password, one per hash algorithm (`MD5`, `SHA-256`)."""
+    return _hasher(algorithm)(f"{username}:{realm}:{password}")
+
+
+def response_from_ha1(algorithm: str, secret: str, method: str, uri: str, nonce: str, nc: str | None,
+                      cnonce: str | None, qop: str | None) -> str:
+    """The `response` value from a stored HA1: RFC 7616 §3.4.1 with qop, RFC 2069 without; `-sess` per
+    RFC 7616 §3.4.2 (the session HA1 is derived from the stored one)."""
+    h = _hasher(algorithm)
     if algorithm.upper().endswith("-SESS"):
-        ha1 = h(f"{ha1}:{nonce}:{cnonce or ''}")
+        secret = h(f"{secret}:{nonce}:{cnonce or ''}")
     ha2 = h(f"{method}:{uri}")
-    return h(f"{ha1}:{nonce}:{nc}:{cnonce}:{qop}:{ha2}") if qop else h(f"{ha1}:{nonce}:{ha2}")
+    return h(f"{secret}:{nonce}:{nc}:{cnonce}:{qop}:{ha2}") if qop else h(f"{secret}:{nonce}:{ha2}")
+
+
+def response_digest(algorithm: str, username: str, realm: str, password: str, method: str, uri: str, nonce: str,
+                    nc: str | None, cnonce: str | None, qop: str | None) -> str:
+    """The `response` value a client computes from its password (RFC 7616 §3.4.1)."""
+    return response_from_ha1(algorithm, ha1(algorithm, username, realm, password), method, uri, nonce, nc,
+                             cnonce, qop)
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,18 +266,20 @@ class DigestServer:
 
     def challenge(self, now: float, stale: bool = False,
                   algorithms: tuple[str, ...] = ("SHA-256", "MD5")) -> list[str]:
-        """WWW-/Proxy-Authenticate values, one per algorithm, SHA-256 first (RFC 8760 §2.4), same nonce."""
+        """WWW-/Proxy-Authenticate values, one per algorithm in the order given (RFC 8760 §2.4), same nonce."""
         nonce = self._nonce(now)
         return [Challenge(self.realm, nonce, alg, ("auth",), self.opaque, stale).serialize() for alg in algorithms]
 
     def verify(self, credentials: str, method: str, now: float,
-               lookup: Callable[[str], str | None]) -> AuthResult:
-        """Check an Authorization value against `method`; `lookup(username)` gives the password or None.
+               lookup: Callable[[str, str], str | None]) -> AuthResult:
+        """Check an Authorization value against `method`; `lookup(username, algorithm)` gives the user's HA1 for
+        `MD5` or `SHA-256`, or None when there is no such user or that algorithm is not allowed for them.
 
         Raises AuthError when the value is malformed; otherwise the result says ok, stale or failed."""
         c = Credentials.parse(credentials)
         algorithm = c.algorithm or "MD5"
-        if _hash_function(algorithm) is None:
+        base = base_algorithm(algorithm)
+        if base is None:
             return _failed(f"unsupported algorithm {algorithm!r}")
         if c.realm != self.realm:
             return _failed(f"wrong realm {c.realm!r}")
@@ -267,12 +292,11 @@ class DigestServer:
             return _failed(f"unsupported qop {c.qop!r}")
         if algorithm.upper().endswith("-SESS") and c.cnonce is None:
             return _failed(f"{algorithm} without cnonce")
-        password = lookup(c.username)
-        expected = response_digest(algorithm, c.username, self.realm,
-                                   password if password is not None else _DUMMY_PASSWORD,
-                                   method, c.uri, c.nonce, c.nc, c.cnonce, c.qop)
+        secret = lookup(c.username, base)
+        expected = response_from_ha1(algorithm, secret if secret is not None else _DUMMY_SECRET, method, c.uri,
+                                     c.nonce, c.nc, c.cnonce, c.qop)
         good = hmac.compare_digest(expected.encode(), c.response.lower().encode())
-        if not good or password is None:
+        if not good or secret is None:
             return _failed("wrong credentials")
         if abs(now - issued) > self.nonce_lifetime:
             return AuthResult(False, c.username, stale=True, reason="nonce expired")

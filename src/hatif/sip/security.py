@@ -1,9 +1,14 @@
 """Bans: failed authentications and request floods counted per source address (SECURITY.md "Bans").
 
 Sliding windows, time passed in, memory bounded. Defaults follow the rule book: 10 failed
-authentications within 60 s, or more than 16 requests within 2 s (Kamailio's pike), silence the address
-for 300 s. Other addresses, even ones using the same account, are not affected; trusted trunks are exempt
-because the caller does not count them.
+authentications within 60 s, or more than 16 unproven requests within 2 s (Kamailio's pike), silence the
+address for 300 s. Other addresses, even ones using the same account, are not affected; trusted trunks are
+exempt because the caller does not count them, and so is an address that passed digest within the last
+`proven_time` seconds (the caller asks `is_proven` before counting a request toward the flood limit).
+Failed authentications count whatever the address did before.
+
+`RateLimiter` is the other half: a token bucket per authenticated user (or proven address) whose excess is
+answered `503` with `Retry-After` rather than banned.
 
 Counters and bans live in two tables, each holding at most `max_tracked` addresses. Counters forget the
 least recently seen address first, so an attacker rotating addresses cannot grow them; bans are kept
@@ -26,6 +31,7 @@ class _Counts:
 
     failures: deque[float]
     requests: deque[float]
+    proven_until: float = 0.0
 
 
 def _slide(times: deque[float], now: float, window: float) -> int:
@@ -40,7 +46,8 @@ class BanList:
     """Per-address failure and request counters, and the bans they cause."""
 
     def __init__(self, failure_limit: int = 10, failure_window: float = 60.0, flood_limit: int = 16,
-                 flood_window: float = 2.0, ban_time: float = 300.0, max_tracked: int = 100_000) -> None:
+                 flood_window: float = 2.0, ban_time: float = 300.0, max_tracked: int = 100_000,
+                 proven_time: float = 60.0) -> None:
         if min(failure_limit, flood_limit, max_tracked) < 1 or min(failure_window, flood_window, ban_time) <= 0:
             raise ValueError("BanList limits, windows, ban_time and max_tracked must be positive")
         self.failure_limit = failure_limit
@@ -49,6 +56,7 @@ class BanList:
         self.flood_window = flood_window
         self.ban_time = ban_time
         self.max_tracked = max_tracked
+        self.proven_time = proven_time
         self._counts: OrderedDict[str, _Counts] = OrderedDict()  # least recently seen first
         self._bans: OrderedDict[str, float] = OrderedDict()  # address -> end of ban, soonest end first
 
@@ -96,8 +104,22 @@ class BanList:
             return self._ban(addr, now, f"failed authentications within {self.failure_window:g} s", n)
         return False
 
+    def record_success(self, addr: str, now: float) -> None:
+        """A request from `addr` passed digest: its unproven requests stop counting toward the flood limit
+        for `proven_time` seconds (failures still count)."""
+        if not self.is_banned(addr, now):
+            counts = self._counts_of(addr)
+            counts.proven_until = now + self.proven_time
+            counts.requests.clear()
+
+    def is_proven(self, addr: str, now: float) -> bool:
+        """Whether `addr` passed digest within the last `proven_time` seconds."""
+        counts = self._counts.get(addr)
+        return counts is not None and counts.proven_until > now
+
     def record_request(self, addr: str, now: float) -> bool:
-        """Count a request from `addr` (the caller skips trusted trunks); True when this one caused a ban."""
+        """Count an unproven request from `addr` (the caller skips trusted trunks and proven addresses); True
+        when this one caused a ban."""
         if self.is_banned(addr, now):
             return False
         counts = self._counts_of(addr)
@@ -119,3 +141,38 @@ class BanList:
     def __len__(self) -> int:
         """How many addresses the counters track (bans are bounded apart)."""
         return len(self._counts)
+
+
+class RateLimiter:
+    """Token buckets, one per key (a user, or a proven address): `rate` per second on average, `burst` at once.
+
+    Two floats per key; the least recently used key is forgotten first past `max_tracked`, which can only make
+    a forgotten key's next request pass (a full bucket), never refuse one wrongly."""
+
+    def __init__(self, rate: float, burst: int, max_tracked: int = 100_000) -> None:
+        if rate <= 0 or burst < 1 or max_tracked < 1:
+            raise ValueError("RateLimiter rate, burst and max_tracked must be positive")
+        self.rate = rate
+        self.burst = float(burst)
+        self.max_tracked = max_tracked
+        self._buckets: OrderedDict[object, list[float]] = OrderedDict()  # key -> [tokens, last time]
+
+    def allow(self, key: object, now: float) -> bool:
+        """Take one token for `key`; False when its bucket is empty (the request should get 503)."""
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            bucket = [self.burst, now]
+            self._buckets[key] = bucket
+            while len(self._buckets) > self.max_tracked:
+                self._buckets.popitem(last=False)
+        else:
+            self._buckets.move_to_end(key)
+            bucket[0] = min(self.burst, bucket[0] + (now - bucket[1]) * self.rate)
+            bucket[1] = now
+        if bucket[0] < 1.0:
+            return False
+        bucket[0] -= 1.0
+        return True
+
+    def __len__(self) -> int:
+        return len(self._buckets)

@@ -9,6 +9,13 @@ Who may do what (SECURITY.md): REGISTER and INVITE from users are always challen
 not exist gets the same challenge as one who does; only configured trusted endpoints (trunks, test tools)
 are let in by their address. Failed authentications are logged with the source address and counted; past
 the limit the address is silenced.
+
+Bans stop attackers, not customers: only requests that prove nothing count toward the flood limit (parse
+errors, out-of-dialog requests without valid credentials, in-dialog requests for no dialog), as Kamailio
+places `pike` after its trusted-source check. A request that passes digest, a retransmission or a request
+of a live dialog is never counted; an address that passed digest recently (an office behind one NAT, an
+SBC) is not banned for the challenges its phones draw, and authenticated users have a generous rate limit
+of their own, answered `503` with `Retry-After`, never a ban.
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ from .errors import ParseError
 from .headers import Via
 from .message import Request, Response, make_response, parse_message
 from .registrar import RegistrarPolicy, Registry
-from .security import BanList
+from .security import BanList, RateLimiter
 from .transaction import (
     Action,
     ClientInviteTransaction,
@@ -66,7 +73,9 @@ class Directory(Protocol):
 
     def tenant_for_host(self, host: str) -> str | None: ...
     def realm(self, tenant: str) -> str: ...
-    def password(self, tenant: str, username: str) -> str | None: ...
+    def ha1(self, tenant: str, username: str, algorithm: str) -> str | None: ...
+    def digest_algorithms(self, tenant: str, username: str | None) -> tuple[str, ...]: ...
+    def has_user(self, tenant: str, username: str) -> bool: ...
     def display_name(self, tenant: str, username: str) -> str | None: ...
     def language(self, tenant: str, username: str) -> str: ...
     def trusted_peer(self, peer: Peer) -> tuple[str, str] | None: ...  # (tenant, endpoint name)
@@ -91,8 +100,10 @@ class SipSettings:
     flood_limit: int = 16
     flood_window: float = 2.0
     ban_time: float = 300.0
+    proven_source_seconds: float = 60.0
+    user_request_rate: float = 250.0
+    user_request_burst: int = 500
     nonce_lifetime: float = 300.0
-    md5_only_user_agents: tuple[str, ...] = ("baresip v0.", "baresip v1.0.")
     secret: bytes = field(default_factory=lambda: secrets.token_bytes(32))
 
 
@@ -109,7 +120,9 @@ class RequestHandler(Protocol):
     """The part above the server that takes calls (the B2BUA)."""
 
     def on_invite(self, request: Request, tx: ServerInviteTransaction, caller: Caller, peer: Peer) -> None: ...
-    def on_in_dialog(self, request: Request, tx: ServerTx | None, peer: Peer) -> None: ...
+    def on_in_dialog(self, request: Request, tx: ServerTx | None, peer: Peer) -> bool:
+        """Handle a request of a dialog (or an ACK); False when it matches no dialog Hatif holds."""
+        ...
     def on_cancel(self, invite_tx: ServerInviteTransaction) -> None: ...
     def on_stray_2xx(self, response: Response) -> None: ...
 
@@ -127,14 +140,16 @@ class SipServer:
         self.registry = Registry(self.settings.registrar)
         s = self.settings
         self.bans = BanList(failure_limit=s.auth_failure_limit, failure_window=s.auth_failure_window,
-                            flood_limit=s.flood_limit, flood_window=s.flood_window, ban_time=s.ban_time)
+                            flood_limit=s.flood_limit, flood_window=s.flood_window, ban_time=s.ban_time,
+                            proven_time=s.proven_source_seconds)
+        self.rates = RateLimiter(s.user_request_rate, s.user_request_burst)
         self._digest: dict[str, digest.DigestServer] = {}
         self.handler: RequestHandler | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._callbacks: dict[int, Callable[[Action], None]] = {}
         self.stats = {"received": 0, "parse_errors": 0, "dropped_banned": 0, "dropped_own": 0, "auth_failures": 0,
-                      "bad_requests_answered": 0}
+                      "bad_requests_answered": 0, "rate_limited": 0}
         self._own: set[tuple[str, int]] = set()  # our own listening addresses
         self.draining = False
 
@@ -289,17 +304,27 @@ class SipServer:
             msg = parse_message(data, self.settings.max_headers)
         except ParseError as e:
             self.stats["parse_errors"] += 1
-            if trusted is None:
-                self.bans.record_request(peer.host, now)
+            if trusted is None and self._unproven(peer, now):
+                return
             self._answer_bad(e, peer)
             return
         if isinstance(msg, Response):
             self._on_response(msg)
             return
-        if trusted is None and self.bans.record_request(peer.host, now):
-            log.warning("request flood: address silenced", extra={"fields": {"source": peer.host}})
-            return
         self._on_request(msg, peer, trusted, now)
+
+    def _unproven(self, peer: Peer, now: float) -> bool:
+        """Count a request that proved nothing (no valid credentials, no dialog) from an untrusted source
+        toward the flood limit; True when the address is now silenced and nothing must be answered.
+
+        An address that passed digest lately is not banned for volume: its phones' first requests draw
+        challenges as a matter of course. Its unproven requests share the users' generous rate instead."""
+        if self.bans.is_proven(peer.host, now):
+            return False
+        if self.bans.record_request(peer.host, now):
+            log.warning("request flood: address silenced", extra={"fields": {"source": peer.host}})
+            return True
+        return False
 
     def _answer_bad(self, error: ParseError, peer: Peer) -> None:
         partial = error.partial
@@ -346,8 +371,9 @@ class SipServer:
             return
         method = req.method
         if method == "ACK":
-            if self.handler is not None:
-                self.handler.on_in_dialog(req, None, peer)
+            matched = self.handler is not None and self.handler.on_in_dialog(req, None, peer)
+            if not matched and trusted is None:
+                self._unproven(peer, now)
             return
         if self.draining and method in ("INVITE", "REGISTER") and not req.to.tag:
             self.respond_stateless(req, 503, peer, extra=[("Retry-After", "30")])
@@ -373,42 +399,49 @@ class SipServer:
     def _dispatch(self, req: Request, stx: ServerTx, peer: Peer, trusted: tuple[str, str] | None,
                   now: float) -> None:
         method = req.method
+        proven = trusted is not None
         if method == "CANCEL":
-            self._on_cancel(req, stx)
-            return
-        if req.to.tag:
+            proven = self._on_cancel(req, stx) or proven
+        elif req.to.tag:
             if method == "OPTIONS" and self.handler is None:
                 self._options(req, stx)
-                return
-            if self.handler is not None:
-                self.handler.on_in_dialog(req, stx, peer)
+            elif self.handler is not None:
+                proven = self.handler.on_in_dialog(req, stx, peer) or proven
             else:
                 self.respond(stx, make_response(req, 481))
-            return
-        if method == "OPTIONS":
-            self._options(req, stx)
         elif method == "REGISTER":
             self._register(req, stx, peer, now)
+            return  # authentication counts for itself
         elif method == "INVITE":
             assert isinstance(stx, ServerInviteTransaction)
             self._invite(req, stx, peer, trusted, now)
+            return
+        elif method == "OPTIONS":
+            if not proven and self._unproven(peer, now):
+                return  # silenced: not even the answer
+            self._options(req, stx)
+            return
         elif method in ("BYE", "INFO", "UPDATE", "PRACK"):
             self.respond(stx, make_response(req, 481, to_tag=secrets.token_hex(6)))
         else:
             self.respond(stx, make_response(req, 405, to_tag=secrets.token_hex(6), extra=[("Allow", ALLOW)]))
+        if not proven:
+            self._unproven(peer, now)
 
     def _options(self, req: Request, tx: ServerTx) -> None:
         self.respond(tx, make_response(req, 200, to_tag=req.to.tag or secrets.token_hex(6), extra=[
             ("Allow", ALLOW), ("Accept", "application/sdp"), ("Supported", "replaces, timer")]))
 
-    def _on_cancel(self, cancel: Request, tx: ServerTx) -> None:
+    def _on_cancel(self, cancel: Request, tx: ServerTx) -> bool:
+        """Answer a CANCEL; True when it matched an INVITE transaction (RFC 3261 §9.2)."""
         invite_tx = self.transactions.match_cancel(cancel)
         if invite_tx is None:
             self.respond(tx, make_response(cancel, 481))
-            return
+            return False
         self.respond(tx, make_response(cancel, 200))
         if self.handler is not None:
             self.handler.on_cancel(invite_tx)
+        return True
 
     # -- authentication -------------------------------------------------------------------------------
 
@@ -426,7 +459,12 @@ class SipServer:
         return d
 
     def authenticate(self, req: Request, tx: ServerTx, peer: Peer, now: float, proxy: bool) -> Caller | None:
-        """Check the request's credentials; answers the challenge itself and returns None when not ok."""
+        """Check the request's credentials; answers the challenge (or the rate limit's 503) itself and returns
+        None when not ok.
+
+        The challenge offers the claimed user's algorithms (To for REGISTER, From otherwise), or the tenant's
+        for a user that does not exist; credentials in an algorithm the user is not allowed fail like a wrong
+        password."""
         tenant = self.tenant_of(req) or "default"
         d = self._digest_for(tenant)
         creds_header = "Proxy-Authorization" if proxy else "Authorization"
@@ -434,16 +472,26 @@ class SipServer:
         status = 407 if proxy else 401
         creds = req.headers.get(creds_header)
         stale = False
+        directory = self.directory
+
+        def secret(user: str, algorithm: str) -> str | None:
+            allowed = directory.digest_algorithms(tenant, user if directory.has_user(tenant, user) else None)
+            return directory.ha1(tenant, user, algorithm) if algorithm in allowed else None
+
         if creds is not None:
             result: digest.AuthResult | None
             try:
-                result = d.verify(creds, req.method, now, lambda user: self.directory.password(tenant, user))
+                result = d.verify(creds, req.method, now, secret)
                 reason = result.reason or ""
             except digest.AuthError as e:
                 result = None
                 reason = str(e)
             if result is not None and result.ok:
                 assert result.username is not None
+                self.bans.record_success(peer.host, now)
+                if not self.rates.allow((tenant, result.username), now):
+                    self._rate_limited(req, tx, peer, result.username)
+                    return None
                 return Caller(tenant, "user", result.username)
             if result is not None and result.stale:
                 stale = True
@@ -452,14 +500,30 @@ class SipServer:
                 log.warning("authentication failed", extra={"fields": {
                     "source": f"{peer.host}:{peer.port}", "method": req.method, "reason": reason,
                     "user": _claimed_user(creds)}})
-                if self.bans.record_failure(peer.host, now):
+                if self.bans.record_failure(peer.host, now) or self._unproven(peer, now):
                     return None  # now banned: no answer at all
-        agent = req.headers.get("User-Agent") or ""
-        md5_only = any(agent.startswith(prefix) for prefix in self.settings.md5_only_user_agents)
-        algorithms = ("MD5",) if md5_only else ("SHA-256", "MD5")
+        elif self.bans.is_proven(peer.host, now):
+            if not self.rates.allow(peer.host, now):
+                self._rate_limited(req, tx, peer, None)
+                return None
+        elif self._unproven(peer, now):
+            return None
+        uri = req.to.uri if req.method == "REGISTER" else req.from_.uri
+        claimed = uri.user if uri is not None else None
+        algorithms = directory.digest_algorithms(
+            tenant, claimed if claimed is not None and directory.has_user(tenant, claimed) else None)
         extra = [(challenge_header, v) for v in d.challenge(now, stale=stale, algorithms=algorithms)]
         self.respond(tx, make_response(req, status, to_tag=secrets.token_hex(6), extra=extra))
         return None
+
+    def _rate_limited(self, req: Request, tx: ServerTx, peer: Peer, user: str | None) -> None:
+        """Over the generous rate of a user or of a proven address: `503` with Retry-After, never a ban."""
+        self.stats["rate_limited"] += 1
+        if self.stats["rate_limited"] % 100 == 1:
+            log.warning("request rate limited", extra={"fields": {
+                "source": f"{peer.host}:{peer.port}", "user": user or "", "method": req.method}})
+        self.respond(tx, make_response(req, 503, "Service Unavailable: request rate", to_tag=secrets.token_hex(6),
+                                       extra=[("Retry-After", "1")]))
 
     # -- REGISTER -------------------------------------------------------------------------------------
 
