@@ -215,7 +215,7 @@ DEMO_CALLER_PORT = 5099
 """The demo's virtual callers send from 127.0.0.1 on this port (a trusted endpoint in examples/demo.yaml)."""
 
 
-async def serve(config: Config, demo: bool = False, quiet: bool = False) -> None:
+async def serve(config: Config, demo: bool = False, quiet: bool = False, log_file: Path | None = None) -> None:
     hatif = await start(config)
     orders = None
     stream = None
@@ -227,7 +227,7 @@ async def serve(config: Config, demo: bool = False, quiet: bool = False) -> None
         orders = await start_order_service("127.0.0.1", DEMO_ORDERS_PORT)
         log.info("demo order service", extra={"fields": {"url": orders.url}})
         if not quiet:
-            stream, summary = await _demo_stream(hatif, summary_stop)
+            stream, summary = await _demo_stream(hatif, summary_stop, log_file)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     tasks: set[asyncio.Task[None]] = set()
@@ -264,9 +264,11 @@ async def _wait_drained(hatif: Hatif, stop: asyncio.Event, limit: float = 3600.0
     stop.set()
 
 
-async def _demo_stream(hatif: Hatif, stop: asyncio.Event) -> tuple[Any, asyncio.Task[None] | None]:
+async def _demo_stream(hatif: Hatif, stop: asyncio.Event,
+                       log_file: Path | None = None) -> tuple[Any, asyncio.Task[None] | None]:
     """The demo's gentle traffic: virtual callers into 800/801 answered by the virtual agents (users whose
-    display name starts "Virtual agent"), and a summary of the queues and agents on standard error."""
+    display name starts "Virtual agent"), and a board of the queues and agents on standard output (redrawn in
+    place on a terminal, with the log in `log_file`; plain blocks otherwise)."""
     from .sim.stream import DemoStream
     from .sim.summary import summary_loop
 
@@ -284,17 +286,27 @@ async def _demo_stream(hatif: Hatif, stop: asyncio.Event) -> tuple[Any, asyncio.
     await stream.start()
     log.info("demo stream started: virtual callers dial 800 and 801 (hatif demo --quiet turns it off)",
              extra={"fields": {"agents": ",".join(a for a, _ in agents)}})
-    task = asyncio.get_running_loop().create_task(summary_loop(acd.snapshot, sys.stderr, every=5.0, stop=stop))
+    note = _how_to_call(hatif) + (f"\nlog: {log_file} · Ctrl-C stops" if log_file is not None else "")
+    task = asyncio.get_running_loop().create_task(summary_loop(acd.snapshot, sys.stdout, every=2.0, stop=stop,
+                                                               note=note))
     return stream, task
 
 
-def run(config: Config, demo: bool = False, quiet: bool = False) -> int:
+def _how_to_call(hatif: Hatif) -> str:
+    """One line for the board: where a phone registers, and what to dial."""
+    port = next((p for t, _, p in hatif.addresses if t == "udp"), 5060)
+    host = hatif.sip.local_host("udp")[0]
+    return (f"phones: register 1001-1005 (password hatif-demo) at {host}:{port}; dial 700 menu, 800/801 queues, "
+            "600 echo")
+
+
+def run(config: Config, demo: bool = False, quiet: bool = False, log_file: Path | None = None) -> int:
     """Run the server until stopped; uvloop when installed. `demo` also starts the demo's order service and,
-    unless `quiet`, virtual callers and agents with a live summary."""
+    unless `quiet`, virtual callers and agents with a live board (the log then in `log_file`, if given)."""
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
-        asyncio.run(serve(config, demo, quiet))
+        asyncio.run(serve(config, demo, quiet, log_file))
     else:
-        uvloop.run(serve(config, demo, quiet))
+        uvloop.run(serve(config, demo, quiet, log_file))
     return 0

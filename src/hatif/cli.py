@@ -120,7 +120,17 @@ def serve(path: Path, listen: tuple[ListenAddress, ...] | None = None, log_forma
     if listen:
         config = config.with_listen(listen)
     fmt: Literal["plain", "json"] = "json" if (log_format or config.logging.format) == "json" else "plain"
-    setup_logging(log_level or config.logging.level, fmt)
+    # The demo's board redraws itself in place on a terminal: the log then goes to a file the board names,
+    # so the two never interleave. Anywhere else (a pipe, a service manager) both stay plain lines.
+    board: Path | None = None
+    if demo and not quiet and sys.stdout.isatty():
+        board = Path(config.store.path).parent / "hatif-demo.log"
+        board.parent.mkdir(parents=True, exist_ok=True)
+        setup_logging(log_level or config.logging.level, fmt,
+                      stream=board.open("a", encoding="utf-8", buffering=1))
+        sys.stdout.write(f"Hatif demo starting; the log goes to {board}\n")
+    else:
+        setup_logging(log_level or config.logging.level, fmt)
     weak = config.demo_credentials_in_use()
     if weak:
         log.warning("demo credentials in use: anyone who knows them can register and call; change these passwords",
@@ -130,6 +140,8 @@ def serve(path: Path, listen: tuple[ListenAddress, ...] | None = None, log_forma
     from hatif import app  # the wiring imports every subsystem: only `serve` and `demo` pay for it
 
     try:
+        if board is not None:
+            return app.run(config, demo=demo, quiet=quiet, log_file=board)
         return app.run(config, demo=demo, quiet=quiet)
     except KeyboardInterrupt:
         return 130

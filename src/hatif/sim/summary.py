@@ -152,8 +152,9 @@ def _isatty(out: TextIO) -> bool:
 
 
 async def summary_loop(get: Callable[[], AcdSnapshot | None], out: TextIO, *, every: float = 2.0,
-                       stop: asyncio.Event, width: int = 100) -> None:
-    """Write `render(get())` to `out` every `every` seconds until `stop` is set.
+                       stop: asyncio.Event, width: int = 100, note: str = "") -> None:
+    """Write `render(get())` to `out` every `every` seconds until `stop` is set, with `note` (how to call,
+    where the log is) below each block.
 
     On a terminal each block replaces the last (the cursor goes back up over it); elsewhere blocks follow
     one another, a blank line apart. `get` returning None (no ACD yet) writes a one-line note; `get`
@@ -171,7 +172,8 @@ async def summary_loop(get: Callable[[], AcdSnapshot | None], out: TextIO, *, ev
         except Exception:
             log.exception("live summary: reading the ACD failed")
             text = "Hatif · the ACD figures could not be read (see the log)"
-        block = text + "\n"
+        block = text + "\n" + ("\n" + "\n".join(fit(line, width) for line in note.splitlines()) + "\n"
+                                 if note else "")
         try:
             if tty:
                 out.write((CURSOR_UP_AND_CLEAR.format(n=drawn) if drawn else "") + block)
