@@ -17,6 +17,7 @@ import logging
 import secrets
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..media.dtmf import DtmfDigit
@@ -43,6 +44,22 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 ServerTx = ServerInviteTransaction | ServerNonInviteTransaction
+
+
+@dataclass(frozen=True, slots=True)
+class MediaPolicy:
+    """How one party is treated in media (from its user's or endpoint's configuration).
+
+    `symmetric_rtp`: latch onto the address the party's RTP really comes from (phones behind NAT), or take
+    RTP only from the address its SDP names (trunks). `srtp`: what Hatif offers when it calls the party
+    ("off", "optional": RTP/AVP with `a=crypto`, "mandatory": RTP/SAVP); a party's SRTP offer is always taken."""
+
+    symmetric_rtp: bool = True
+    srtp: str = "off"
+
+
+def _address(addr: tuple[str, int] | None) -> str | None:
+    return None if addr is None else f"{addr[0]}:{addr[1]}"
 
 
 class LegState(enum.Enum):
@@ -72,8 +89,11 @@ class SipLeg:
     """One party of a call, seen from Hatif: its dialog, its RTP leg, its state and its digits."""
 
     def __init__(self, control: CallControl, call: Call, direction: str, peer: Peer, media: MediaLeg,
-                 party: str, invite: Request, tag: str) -> None:
+                 party: str, invite: Request, tag: str, policy: MediaPolicy | None = None) -> None:
         self.control = control
+        self.policy = policy or MediaPolicy()
+        media.latch.symmetric = self.policy.symmetric_rtp
+        media.on_latch = self._media_latched
         self.call = call
         self.id = secrets.token_hex(6)
         self.direction = direction  # "inbound" or "outbound"
@@ -168,6 +188,11 @@ class SipLeg:
     @property
     def codec(self) -> str:
         return "PCMA" if self.media.payload_type == 8 else "PCMU"
+
+    def _media_latched(self, old: tuple[str, int] | None, new: tuple[str, int]) -> None:
+        """The media leg took a source (its first, or a new one): an event with both addresses."""
+        self.control.emit(self.call, "media.latched", self, old=_address(old), new=_address(new),
+                          sdp=_address(self.media.latch.expected), dropped_source=self.media.dropped_source)
 
     # -- digits ---------------------------------------------------------------------------------------
 
@@ -399,6 +424,7 @@ class SipLeg:
     def _answered(self) -> None:
         self.state = LegState.ANSWERED
         self.answered_at = self.control.loop.time()
+        self.media.answered()
         if not self.answered.done():
             self.answered.set_result(None)
         self.control.emit(self.call, "leg.answered", self)
@@ -455,7 +481,7 @@ class SipLeg:
         waiter = self._digit_waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
-        self.control.emit(self.call, "leg.ended", self, cause=self.cause, status=self.status)
+        self.control.emit(self.call, "leg.ended", self, cause=self.cause, status=self.status, rtp=self.media.stats())
         self.call.on_leg_ended(self)
 
     # -- in-dialog requests ---------------------------------------------------------------------------
