@@ -43,6 +43,7 @@ from .mixing import mix
 from .prompts import Player
 from .recording import MonoRecorder, StereoRecorder
 from .rtp import RtpError, payload_bounds
+from .srtp import Srtp
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +111,7 @@ class Leg:
         self.inband: GoertzelDetector | None = None  # fallback when no telephone-event was negotiated
         self.on_digit: Callable[[DtmfDigit], None] | None = None
         self.jitter: JitterBuffer | None = None
+        self.srtp: Srtp | None = None  # SRTP negotiated (SDES): received packets are authenticated first
         self.ssrc = random.getrandbits(32)
         self.seq = random.getrandbits(16)
         self.ts = random.getrandbits(32)
@@ -121,6 +123,7 @@ class Leg:
         self.sent = 0
         self.dropped_source = 0
         self.dropped_invalid = 0
+        self.dropped_auth = 0  # SRTP packets that failed authentication or the replay check
         self.latched = 0
         self.closed = False
         engine.loop.add_reader(sock.fileno(), self._readable)
@@ -149,7 +152,7 @@ class Leg:
         """This leg's packet counters: what it took, relayed and sent, and what it refused and why."""
         return {"received": self.received, "relayed": self.relayed, "sent": self.sent,
                 "dropped_source": self.dropped_source, "dropped_invalid": self.dropped_invalid,
-                "latched": self.latched}
+                "dropped_auth": self.dropped_auth, "latched": self.latched}
 
     # -- receive path (hot) ---------------------------------------------------------------------------
 
@@ -169,6 +172,10 @@ class Leg:
             if n < 12 or buf[0] >> 6 != 2 or 72 <= buf[1] & 0x7F <= 76:
                 self.dropped_invalid += 1  # not RTP, or RTCP sent to the RTP port
                 continue
+            if self.srtp is not None:
+                n = self._unprotect(n)
+                if n == 0:
+                    continue
             if addr == latch.source:
                 latch.seen = now
             else:
@@ -195,11 +202,26 @@ class Leg:
                     if peer.dtmf_pt is None:
                         continue  # the other side takes no RFC 4733 events
                     buf[1] = (buf[1] & 0x80) | peer.dtmf_pt
+                if peer.srtp is not None:
+                    protected = peer.srtp.protect(bytes(out))
+                    if protected is None:
+                        continue
+                    out = protected
                 try:
                     peer.sock.sendto(out, peer.remote)
                 except OSError:
                     continue
                 self.relayed += 1
+
+    def _unprotect(self, n: int) -> int:
+        """Authenticate and decrypt the SRTP packet in the buffer in place; its plain length, 0 when refused."""
+        assert self.srtp is not None
+        plain = self.srtp.unprotect(bytes(self._view[:n]))
+        if plain is None:
+            self.dropped_auth += 1
+            return 0
+        self._buf[:len(plain)] = plain
+        return len(plain)
 
     def _transcode(self, n: int, to_type: int) -> bytes | None:
         """The packet with its G.711 payload converted to the other leg's law (each leg negotiates its own)."""
@@ -261,8 +283,14 @@ class Leg:
         self._marker = False
         self.seq = (self.seq + 1) & 0xFFFF
         self.ts = (self.ts + FRAME) & 0xFFFFFFFF
+        packet = header + payload
+        if self.srtp is not None:
+            protected = self.srtp.protect(packet)
+            if protected is None:
+                return
+            packet = protected
         try:
-            self.sock.sendto(header + payload, self.remote)
+            self.sock.sendto(packet, self.remote)
         except OSError:
             return
         self.sent += 1
@@ -577,6 +605,7 @@ class MediaEngine:
             "sent": sum(leg.sent for leg in legs),
             "dropped_source": sum(leg.dropped_source for leg in legs),
             "dropped_invalid": sum(leg.dropped_invalid for leg in legs),
+            "dropped_auth": sum(leg.dropped_auth for leg in legs),
             "latches": self.latches,
             "late_ticks": self.late_ticks,
         }
