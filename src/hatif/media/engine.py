@@ -161,6 +161,7 @@ class Leg:
         buf = self._buf
         view = self._view
         latch = self.latch
+        srtp = self.srtp
         now = self.engine.loop.time()  # once per wake-up, not per packet
         for _ in range(READ_BATCH):
             try:
@@ -172,7 +173,7 @@ class Leg:
             if n < 12 or buf[0] >> 6 != 2 or 72 <= buf[1] & 0x7F <= 76:
                 self.dropped_invalid += 1  # not RTP, or RTCP sent to the RTP port
                 continue
-            if self.srtp is not None:
+            if srtp is not None:
                 n = self._unprotect(n)
                 if n == 0:
                     continue
