@@ -19,6 +19,7 @@ from typing import Any
 from . import __version__
 from .calls.apps import register_builtin
 from .calls.control import CallControl
+from .calls.leg import MediaPolicy
 from .config import Config
 from .media.engine import MediaEngine, MediaSettings
 from .media.prompts import PromptCache
@@ -55,6 +56,7 @@ class ConfigDirectory:
                     if given is not None:
                         self._ha1[(t.name, u.username, algorithm)] = given
         self._peers = {(t.name, e.name): Peer(e.transport, e.host, e.port) for t in config.tenants for e in t.endpoints}
+        self._endpoints = {(t.name, e.name): e for t in config.tenants for e in t.endpoints}
         self._trusted: dict[tuple[str, int], tuple[str, str]] = {}
         self._trusted_hosts: dict[str, tuple[str, str]] = {}
         for t in config.tenants:
@@ -110,6 +112,14 @@ class ConfigDirectory:
 
     def endpoint_peer(self, tenant: str, name: str) -> Peer | None:
         return self._peers.get((tenant, name))
+
+    def media_policy(self, tenant: str, kind: str, name: str) -> MediaPolicy:
+        """How a user's phone or an endpoint is treated in media: symmetric RTP, and SRTP in our offers."""
+        if kind == "user":
+            u = self._users.get((tenant, name))
+            return MediaPolicy(u.symmetric_rtp, u.srtp) if u is not None else MediaPolicy()
+        e = self._endpoints.get((tenant, name))
+        return MediaPolicy(e.symmetric_rtp, e.srtp) if e is not None else MediaPolicy(symmetric_rtp=False)
 
 
 def host_address() -> str:
@@ -184,8 +194,8 @@ class Hatif:
 def media_settings_from(config: Config) -> MediaSettings:
     m = config.media
     return MediaSettings(host=m.host, advertise=_advertise(m.advertise, m.host), port_min=m.port_min,
-                         port_max=m.port_max,
-                         recordings=Path(m.recordings))
+                         port_max=m.port_max, latch_packets=m.latch_packets, latch_silence=m.latch_silence,
+                         latch_window=m.latch_window, recordings=Path(m.recordings))
 
 
 async def start(config: Config) -> Hatif:

@@ -68,6 +68,7 @@ ARGUMENT_TARGETS = frozenset({"flow", "voicemail", "queue", "conference"})
 
 Transport = Literal["udp", "tcp"]
 DigestAlgorithm = Literal["MD5", "SHA-256"]
+Srtp = Literal["off", "optional", "mandatory"]
 Language = Literal["en", "ar", "fa"]
 Loc = tuple[str | int, ...]
 
@@ -421,6 +422,12 @@ class Media(_Model):
     record: bool = False
     recordings: Path = Path("var/recordings")
     cache: Path = Path("var/cache/prompts")
+    latch_packets: int = Field(default=4, ge=2, le=50)
+    """In-sequence packets a new source must send before a leg takes it (SECURITY.md "RTP")."""
+    latch_silence: float = Field(default=0.5, gt=0, le=10)
+    """Seconds the latched source must have been silent before another may take its place."""
+    latch_window: float = Field(default=5.0, gt=0, le=60)
+    """Seconds after the answer in which symmetric RTP may learn a source the SDP does not name."""
     greeting: dict[Language, str] = Field(default_factory=dict)
 
     @model_validator(mode="after")
@@ -487,6 +494,10 @@ class User(_Model):
     """This user's digest algorithms, in challenge order (the tenant's when absent)."""
     display_name: str | None = Field(default=None, min_length=1, max_length=100)
     language: Annotated[Language, BeforeValidator(_lower)] = "en"
+    symmetric_rtp: bool = True
+    """Phones sit behind NAT: latch onto the address their RTP comes from (see `Media.latch_*`)."""
+    srtp: Annotated[Srtp, BeforeValidator(_lower)] = "off"
+    """SRTP (SDES, RFC 4568) in the offers Hatif sends this user; an SRTP offer from the phone is always taken."""
 
     @model_validator(mode="after")
     def _a_secret(self) -> User:
@@ -519,6 +530,11 @@ class Endpoint(_Model):
     port: int = Field(default=5060, ge=1, le=65535)
     transport: Annotated[Transport, BeforeValidator(_lower)] = "udp"
     trusted: bool = True
+    symmetric_rtp: bool = False
+    """Off: RTP is taken only from the address and port the endpoint's SDP names (a trunk sends from there)."""
+    srtp: Annotated[Srtp, BeforeValidator(_lower)] = "off"
+    """SRTP (SDES, RFC 4568) in the offers Hatif sends: `mandatory` offers RTP/SAVP, `optional` RTP/AVP with
+    `a=crypto` (best effort), `off` plain RTP; an SRTP offer from the endpoint is always taken."""
 
     @model_validator(mode="after")
     def _trusted_by_address(self) -> Endpoint:

@@ -116,7 +116,7 @@ def test_relay_and_latching(run: object, tmp_path: Path) -> None:
         # A stranger's packets are dropped until it sends 4 in sequence (then it is latched: symmetric RTP).
         for _ in range(3):
             stranger.send_to(a, b"\x00" * FRAME)
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(0.6)  # the latched source must be silent for latch_silence (0.5 s) first
         assert len(pb.received) == 10
         assert a.dropped_source == 3
         stranger.seq += 5  # out of sequence: starts counting again

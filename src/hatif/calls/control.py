@@ -13,7 +13,10 @@ caller's leg, routes the dialed number through the tenant's dial plan, and start
 
 Events: every state change is a `CallEvent` (kinds: call.started, leg.ringing, leg.answered, leg.held,
 leg.resumed, leg.ended, call.bridged, call.unbridged, dtmf, record.started, record.done, transfer,
-conference.joined, conference.left, ivr.node, call.ended), kept in a bounded deque and passed to listeners.
+conference.joined, conference.left, ivr.node, media.latched, call.ended), kept in a bounded deque and passed
+to listeners. `media.latched` says which address a leg's RTP is taken from (`old`, `new`, the SDP's `sdp`),
+each time it is first taken and each time it moves; `leg.ended` carries the leg's RTP counters (`rtp`:
+received, relayed, sent, and dropped by source, as invalid, or failing SRTP authentication).
 When a call ends its call detail record is handed to the `on_record` hooks (the store writes it).
 """
 
@@ -43,7 +46,7 @@ from ..sip.uri import URI
 from ..store.records import CallRecord
 from .api import CallEvent, Hangup, Outcome
 from .call import Call, Conference
-from .leg import LegState, SipLeg
+from .leg import LegState, MediaPolicy, SipLeg
 
 log = logging.getLogger(__name__)
 
@@ -169,7 +172,8 @@ class CallControl:
             name = (from_uri.user if from_uri is not None else None) or caller.name
             display, language = request.from_.display, "en"
         call = Call(self, caller.tenant, name, display, number or "", language)
-        leg = SipLeg(self, call, "inbound", peer, media, name, request, tag)
+        leg = SipLeg(self, call, "inbound", peer, media, name, request, tag,
+                     self.media_policy(caller.tenant, caller.kind, caller.name))
         leg.server_tx = tx
         if request.body:
             try:
@@ -276,6 +280,7 @@ class CallControl:
             ruri = b.uri
             to_uri = URI("sip", srv.local_host(peer.transport)[0], rest)
             party = rest
+            policy = self.media_policy(call.tenant, "user", rest)
         elif kind == "endpoint":
             name, _, number = rest.partition("/")
             found = self._endpoint(call.tenant, name)
@@ -286,6 +291,7 @@ class CallControl:
                        () if peer.transport == "udp" else (("transport", peer.transport),))
             to_uri = ruri
             party = number or name
+            policy = self.media_policy(call.tenant, "endpoint", name)
         else:
             return "failed"
         try:
@@ -295,7 +301,7 @@ class CallControl:
             return "failed"
         tag = new_tag()
         invite = self._invite(call, ruri, to_uri, peer, tag, caller_id)
-        leg = SipLeg(self, call, "outbound", peer, media, party, invite, tag)
+        leg = SipLeg(self, call, "outbound", peer, media, party, invite, tag, policy)
         invite.body = leg.offer_sdp(prefer)
         invite.headers.add("Content-Type", "application/sdp")
         call.legs.append(leg)
@@ -304,6 +310,14 @@ class CallControl:
         log.debug("dialing", extra={"fields": {"call": call.id, "target": target}})
         leg.send_invite(timeout if timeout is not None else srv.settings.ring_timeout)
         return leg
+
+    def media_policy(self, tenant: str, kind: str, name: str) -> MediaPolicy:
+        """Symmetric RTP and SRTP for a user's phone or an endpoint, as the directory configures them."""
+        lookup = getattr(self.server.directory, "media_policy", None)
+        if lookup is not None:
+            policy: MediaPolicy = lookup(tenant, kind, name)
+            return policy
+        return MediaPolicy(symmetric_rtp=kind == "user")
 
     def _endpoint(self, tenant: str, name: str) -> Peer | None:
         routed = getattr(self.server.directory, "endpoint_peer", None)

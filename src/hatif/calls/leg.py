@@ -17,15 +17,26 @@ import logging
 import secrets
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..media.dtmf import DtmfDigit
 from ..media.engine import Leg as MediaLeg
+from ..media.srtp import Srtp, new_key
 from ..sip.dialog import Dialog, make_cancel
 from ..sip.errors import ParseError
 from ..sip.headers import NameAddr
 from ..sip.message import Request, Response, make_response
-from ..sip.sdp import SUPPORTED, SdpError, SessionDescription, make_answer, make_offer, negotiated
+from ..sip.sdp import (
+    SUPPORTED,
+    Media,
+    SdpError,
+    SessionDescription,
+    chosen_crypto,
+    make_answer,
+    make_offer,
+    negotiated,
+)
 from ..sip.transaction import (
     Action,
     ClientInviteTransaction,
@@ -43,6 +54,22 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 ServerTx = ServerInviteTransaction | ServerNonInviteTransaction
+
+
+@dataclass(frozen=True, slots=True)
+class MediaPolicy:
+    """How one party is treated in media (from its user's or endpoint's configuration).
+
+    `symmetric_rtp`: latch onto the address the party's RTP really comes from (phones behind NAT), or take
+    RTP only from the address its SDP names (trunks). `srtp`: what Hatif offers when it calls the party
+    ("off", "optional": RTP/AVP with `a=crypto`, "mandatory": RTP/SAVP); a party's SRTP offer is always taken."""
+
+    symmetric_rtp: bool = True
+    srtp: str = "off"
+
+
+def _address(addr: tuple[str, int] | None) -> str | None:
+    return None if addr is None else f"{addr[0]}:{addr[1]}"
 
 
 class LegState(enum.Enum):
@@ -72,8 +99,11 @@ class SipLeg:
     """One party of a call, seen from Hatif: its dialog, its RTP leg, its state and its digits."""
 
     def __init__(self, control: CallControl, call: Call, direction: str, peer: Peer, media: MediaLeg,
-                 party: str, invite: Request, tag: str) -> None:
+                 party: str, invite: Request, tag: str, policy: MediaPolicy | None = None) -> None:
         self.control = control
+        self.policy = policy or MediaPolicy()
+        media.latch.symmetric = self.policy.symmetric_rtp
+        media.on_latch = self._media_latched
         self.call = call
         self.id = secrets.token_hex(6)
         self.direction = direction  # "inbound" or "outbound"
@@ -97,6 +127,9 @@ class SipLeg:
         self.reason = ""
         self.remote_sdp: SessionDescription | None = None
         self.local_sdp: SessionDescription | None = None
+        self._offered_key: bytes | None = None  # our SDES key in the offer we sent last
+        self._srtp_params: tuple[str, bytes, bytes] | None = None  # suite, our key, theirs: SRTP in use
+        self._srtp_proto = "RTP/SAVP"
         self.sdp_version = 1
         self.held = False  # Hatif put this party on hold
         self.remote_held = False  # this party put Hatif on hold (its re-INVITE said sendonly/inactive)
@@ -138,6 +171,7 @@ class SipLeg:
         """The party's SDP (offer or answer): where to send, which codec, and whether it holds us."""
         description = SessionDescription.parse(body)
         n = negotiated(description)
+        self._srtp_from_answer(description.audio())
         self.remote_sdp = description
         self.media.set_remote(n.address, n.port, n.payload_type, n.dtmf_payload_type)
         self.remote_held = n.direction in ("sendonly", "inactive") or n.address in ("0.0.0.0", "::")
@@ -145,10 +179,15 @@ class SipLeg:
     def answer_sdp(self, offer: bytes) -> bytes:
         """Our answer to the party's offer (the first offered codec we support; direction mirrored)."""
         description = SessionDescription.parse(offer)
+        key = new_key()
         answer = make_answer(description, self._sdp_address(), self.media.local_port, self.control.session_id,
-                             self.sdp_version, supported=SUPPORTED)
+                             self.sdp_version, supported=SUPPORTED, srtp_key=key)
         chosen = negotiated(answer)
         remote = negotiated(description)
+        index = next(i for i, m in enumerate(answer.media) if m.port != 0)
+        offered = description.media[index]
+        crypto = chosen_crypto(offered) if answer.media[index].proto == "RTP/SAVP" else None
+        self._use_srtp(None if crypto is None else (crypto.suite, key, crypto.key), offered.proto)
         self.remote_sdp = description
         self.media.set_remote(remote.address, remote.port, chosen.payload_type, chosen.dtmf_payload_type)
         self.remote_held = remote.direction in ("sendonly", "inactive") or remote.address in ("0.0.0.0", "::")
@@ -156,18 +195,57 @@ class SipLeg:
         return answer.serialize()
 
     def offer_sdp(self, prefer: str | None = None, direction: str = "sendrecv") -> bytes:
+        """Our offer; with SDES (a fresh key) when SRTP is in use on this leg or its policy asks for it."""
         codecs = [c for c in SUPPORTED if c != "telephone-event"]
         if prefer in codecs:
             codecs.remove(prefer)
             codecs.insert(0, prefer)
+        proto = "RTP/AVP"
+        key: bytes | None = None
+        if self._srtp_params is not None:
+            proto, key = self._srtp_proto, new_key()
+        elif self.policy.srtp in ("mandatory", "optional"):
+            proto, key = "RTP/SAVP" if self.policy.srtp == "mandatory" else "RTP/AVP", new_key()
+        self._offered_key = key
         offer = make_offer(self._sdp_address(), self.media.local_port, self.control.session_id, self.sdp_version,
-                           (*codecs, "telephone-event"), direction=direction)
+                           (*codecs, "telephone-event"), direction=direction, srtp_key=key, proto=proto)
         self.local_sdp = offer
         return offer.serialize()
+
+    def _srtp_from_answer(self, answer: Media) -> None:
+        """SRTP as the answer to our offer says: the crypto line of our tag, or plain RTP (RFC 4568 §7.1.3)."""
+        key = self._offered_key
+        if key is None:
+            if answer.proto == "RTP/SAVP":
+                raise SdpError("an RTP/SAVP answer to an offer without SRTP")
+            return
+        crypto = next((c for c in answer.crypto if c.tag == 1 and c.usable), None)
+        if crypto is None:
+            if answer.proto == "RTP/SAVP" or self.policy.srtp == "mandatory" or self._srtp_params is not None:
+                raise SdpError("the answer takes none of our SRTP crypto lines")
+            self._use_srtp(None, answer.proto)
+            return
+        self._use_srtp((crypto.suite, key, crypto.key), answer.proto)
+
+    def _use_srtp(self, params: tuple[str, bytes, bytes] | None, proto: str) -> None:
+        """Key the media leg (a new context only when suite or keys changed: replay state is kept)."""
+        if params == self._srtp_params:
+            return
+        self._srtp_params = params
+        self._srtp_proto = proto
+        self.media.srtp = None if params is None else Srtp(*params)
+        log.info("SRTP " + ("keyed" if params is not None else "off"),
+                 extra={"fields": {"call": self.call.id, "leg": self.id,
+                                   "suite": params[0] if params is not None else None}})
 
     @property
     def codec(self) -> str:
         return "PCMA" if self.media.payload_type == 8 else "PCMU"
+
+    def _media_latched(self, old: tuple[str, int] | None, new: tuple[str, int]) -> None:
+        """The media leg took a source (its first, or a new one): an event with both addresses."""
+        self.control.emit(self.call, "media.latched", self, old=_address(old), new=_address(new),
+                          sdp=_address(self.media.latch.expected), dropped_source=self.media.dropped_source)
 
     # -- digits ---------------------------------------------------------------------------------------
 
@@ -399,6 +477,7 @@ class SipLeg:
     def _answered(self) -> None:
         self.state = LegState.ANSWERED
         self.answered_at = self.control.loop.time()
+        self.media.answered()
         if not self.answered.done():
             self.answered.set_result(None)
         self.control.emit(self.call, "leg.answered", self)
@@ -455,7 +534,7 @@ class SipLeg:
         waiter = self._digit_waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
-        self.control.emit(self.call, "leg.ended", self, cause=self.cause, status=self.status)
+        self.control.emit(self.call, "leg.ended", self, cause=self.cause, status=self.status, rtp=self.media.stats())
         self.call.on_leg_ended(self)
 
     # -- in-dialog requests ---------------------------------------------------------------------------
@@ -557,6 +636,7 @@ class SipLeg:
                     try:
                         description = SessionDescription.parse(resp.body)
                         n = negotiated(description)
+                        self._srtp_from_answer(description.audio())
                         self.remote_sdp = description
                         self.media.set_remote(n.address, n.port, self.media.payload_type, self.media.dtmf_pt)
                     except SdpError as e:

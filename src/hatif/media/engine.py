@@ -10,10 +10,14 @@ range), and the engine relays between the legs of a bridge. Two paths, by cost:
   frame (catching up if the loop was late, so recordings keep time with the call). No asyncio timer per
   call exists on the media path.
 
-Security (SECURITY.md "RTP"): a leg accepts packets only from its current source; a new source is
-latched only after `latch_packets` consecutive in-sequence packets from it (symmetric RTP for phones
-behind NAT, without letting a stranger hijack the stream); everything else is dropped and counted.
-A port that belongs to no live leg is closed: nothing answers there.
+Security (SECURITY.md "RTP"): a leg accepts packets only from the one source its `Latch` accepts (the
+SDP's address, or with symmetric RTP the address the party really sends from, moved only after the
+latched source fell silent for `latch_silence` seconds and the new one sent `latch_packets` in-sequence
+packets; see `latch`); everything else is dropped and counted before anything reads it: it is never
+relayed, mixed, recorded, jitter-buffered or decoded as DTMF. Hatif sends only to the SDP's address or
+the latched one. Every latch and move is logged and reported through `Leg.on_latch`. A port that belongs
+to no live leg is closed, and RTCP's odd port is never bound: nothing answers there. With SRTP (`srtp`)
+a packet is authenticated before the latch sees it; one that fails is dropped and counted.
 """
 
 from __future__ import annotations
@@ -34,10 +38,12 @@ import numpy.typing as npt
 from .dtmf import DtmfDigit, DtmfReceiver, GoertzelDetector
 from .g711 import alaw_decode, alaw_encode, ulaw_decode, ulaw_encode
 from .jitter import JitterBuffer
+from .latch import DROPPED, MOVED, Latch
 from .mixing import mix
 from .prompts import Player
 from .recording import MonoRecorder, StereoRecorder
 from .rtp import RtpError, payload_bounds
+from .srtp import Srtp
 
 log = logging.getLogger(__name__)
 
@@ -60,12 +66,18 @@ class MediaSettings:
     port_max: int = 30000
     tick: float = 0.02
     latch_packets: int = 4
+    latch_silence: float = 0.5  # the latched source must be silent this long before another may take over
+    latch_window: float = 5.0  # after the answer, how long a source the SDP does not name may be learned
     jitter_depth: int = 2
     recordings: Path = field(default_factory=lambda: Path("var/recordings"))
 
     @property
     def sdp_address(self) -> str:
         return self.advertise or self.host
+
+
+def _text(addr: Addr | None) -> str | None:
+    return None if addr is None else f"{addr[0]}:{addr[1]}"
 
 
 def decode(payload_type: int, data: bytes | bytearray | memoryview) -> npt.NDArray[np.int16]:
@@ -83,8 +95,11 @@ class Leg:
         self.engine = engine
         self.sock = sock
         self.local_host, self.local_port = sock.getsockname()[:2]
-        self.remote: Addr | None = None
-        self._accept: Addr | None = None  # the one source address accepted right now
+        self.remote: Addr | None = None  # where this leg sends: the SDP's address, or the latched source
+        settings = engine.settings
+        self.latch = Latch(packets=settings.latch_packets, silence=settings.latch_silence,
+                           window=settings.latch_window)
+        self.on_latch: Callable[[Addr | None, Addr], None] | None = None  # (old, new) at each latch or move
         self.payload_type = 0
         self.dtmf_pt: int | None = None
         self.peer: Leg | None = None  # where received audio is relayed (self: echo)
@@ -96,20 +111,19 @@ class Leg:
         self.inband: GoertzelDetector | None = None  # fallback when no telephone-event was negotiated
         self.on_digit: Callable[[DtmfDigit], None] | None = None
         self.jitter: JitterBuffer | None = None
+        self.srtp: Srtp | None = None  # SRTP negotiated (SDES): received packets are authenticated first
         self.ssrc = random.getrandbits(32)
         self.seq = random.getrandbits(16)
         self.ts = random.getrandbits(32)
         self._marker = True
         self._buf = bytearray(BUFFER)
         self._view = memoryview(self._buf)
-        self._cand: Addr | None = None
-        self._cand_seq = -1
-        self._cand_count = 0
         self.received = 0
         self.relayed = 0
         self.sent = 0
         self.dropped_source = 0
         self.dropped_invalid = 0
+        self.dropped_auth = 0  # SRTP packets that failed authentication or the replay check
         self.latched = 0
         self.closed = False
         engine.loop.add_reader(sock.fileno(), self._readable)
@@ -118,13 +132,27 @@ class Leg:
         return f"<Leg {self.local_port} -> {self.remote}>"
 
     def set_remote(self, host: str, port: int, payload_type: int = 0, dtmf_pt: int | None = None) -> None:
-        """Where this leg sends (from the phone's SDP); also the source accepted until a latch moves it."""
-        self.remote = (host, port)
-        self._accept = self.remote
+        """Where this leg sends (from the phone's SDP), which (re-)arms the latch when the address is new;
+        the same address again (hold, resume, a codec change) leaves the latched source as it is."""
+        addr = (host, port)
+        latch = self.latch
+        if addr != latch.expected or latch.source is None:
+            self.remote = addr
+            latch.arm(addr, self.engine.loop.time())
         self.payload_type = payload_type
         self.dtmf_pt = dtmf_pt
         if self.dtmf is None and dtmf_pt is not None and self.on_digit is not None:
             self.dtmf = DtmfReceiver()
+
+    def answered(self) -> None:
+        """The call was answered: a party behind NAT starts sending now (`Latch.open_window`)."""
+        self.latch.open_window(self.engine.loop.time())
+
+    def stats(self) -> dict[str, int]:
+        """This leg's packet counters: what it took, relayed and sent, and what it refused and why."""
+        return {"received": self.received, "relayed": self.relayed, "sent": self.sent,
+                "dropped_source": self.dropped_source, "dropped_invalid": self.dropped_invalid,
+                "dropped_auth": self.dropped_auth, "latched": self.latched}
 
     # -- receive path (hot) ---------------------------------------------------------------------------
 
@@ -132,6 +160,9 @@ class Leg:
         sock = self.sock
         buf = self._buf
         view = self._view
+        latch = self.latch
+        srtp = self.srtp
+        now = self.engine.loop.time()  # once per wake-up, not per packet
         for _ in range(READ_BATCH):
             try:
                 n, addr = sock.recvfrom_into(buf)
@@ -142,9 +173,18 @@ class Leg:
             if n < 12 or buf[0] >> 6 != 2 or 72 <= buf[1] & 0x7F <= 76:
                 self.dropped_invalid += 1  # not RTP, or RTCP sent to the RTP port
                 continue
-            if addr != self._accept and not self._latch(addr):
-                self.dropped_source += 1
-                continue
+            if srtp is not None:
+                n = self._unprotect(n)
+                if n == 0:
+                    continue
+            if addr == latch.source:
+                latch.seen = now
+            else:
+                verdict = latch.packet(addr, (buf[2] << 8) | buf[3], now)
+                if verdict == DROPPED:
+                    self.dropped_source += 1
+                    continue
+                self._latched(verdict == MOVED)
             self.received += 1
             pt = buf[1] & 0x7F
             if self.dtmf is not None and pt == self.dtmf_pt:
@@ -163,11 +203,26 @@ class Leg:
                     if peer.dtmf_pt is None:
                         continue  # the other side takes no RFC 4733 events
                     buf[1] = (buf[1] & 0x80) | peer.dtmf_pt
+                if peer.srtp is not None:
+                    protected = peer.srtp.protect(bytes(out))
+                    if protected is None:
+                        continue
+                    out = protected
                 try:
                     peer.sock.sendto(out, peer.remote)
                 except OSError:
                     continue
                 self.relayed += 1
+
+    def _unprotect(self, n: int) -> int:
+        """Authenticate and decrypt the SRTP packet in the buffer in place; its plain length, 0 when refused."""
+        assert self.srtp is not None
+        plain = self.srtp.unprotect(bytes(self._view[:n]))
+        if plain is None:
+            self.dropped_auth += 1
+            return 0
+        self._buf[:len(plain)] = plain
+        return len(plain)
 
     def _transcode(self, n: int, to_type: int) -> bytes | None:
         """The packet with its G.711 payload converted to the other leg's law (each leg negotiates its own)."""
@@ -190,23 +245,16 @@ class Leg:
             return
         self.jitter.push(seq, ts, bytes(self._view[start:end]), ssrc)
 
-    def _latch(self, addr: Addr) -> bool:
-        """RFC-less but field-proven: move the accepted source after N in-sequence packets from it."""
-        seq = (self._buf[2] << 8) | self._buf[3]
-        if addr != self._cand:
-            self._cand, self._cand_seq, self._cand_count = addr, seq, 1
-        elif seq == (self._cand_seq + 1) & 0xFFFF:
-            self._cand_seq = seq
-            self._cand_count += 1
-        else:
-            self._cand_seq, self._cand_count = seq, 1
-        if self._cand_count >= self.engine.settings.latch_packets:
-            self._accept = addr
-            self.remote = addr  # symmetric RTP: answer where the phone really sends from
-            self._cand, self._cand_count = None, 0
-            self.latched += 1
-            return True
-        return False
+    def _latched(self, moved: bool) -> None:
+        """The latch took a source (the first, or a new one): send there from now on, and tell."""
+        latch = self.latch
+        new = latch.source
+        assert new is not None
+        if latch.symmetric:
+            self.remote = new  # symmetric RTP: answer where the party really sends from
+        if latch.moves != self.latched:
+            self.latched = latch.moves
+        self.engine._on_latch(self, latch.previous, new, moved)
 
     def _on_dtmf(self, n: int) -> None:
         assert self.dtmf is not None
@@ -236,8 +284,14 @@ class Leg:
         self._marker = False
         self.seq = (self.seq + 1) & 0xFFFF
         self.ts = (self.ts + FRAME) & 0xFFFFFFFF
+        packet = header + payload
+        if self.srtp is not None:
+            protected = self.srtp.protect(packet)
+            if protected is None:
+                return
+            packet = protected
         try:
-            self.sock.sendto(header + payload, self.remote)
+            self.sock.sendto(packet, self.remote)
         except OSError:
             return
         self.sent += 1
@@ -412,6 +466,7 @@ class MediaEngine:
         self._t0 = 0.0
         self.ticks = 0
         self.late_ticks = 0
+        self.latches = 0
 
     # -- ports and legs -------------------------------------------------------------------------------
 
@@ -435,6 +490,17 @@ class MediaEngine:
     def _release(self, leg: Leg) -> None:
         if self.legs.pop(leg.local_port, None) is not None:
             self._free.insert(0, leg.local_port)  # reused last, so late packets of a call find nothing
+
+    def _on_latch(self, leg: Leg, old: Addr | None, new: Addr, moved: bool) -> None:
+        self.latches += 1
+        log.info("media source moved" if moved else "media source latched",
+                 extra={"fields": {"port": leg.local_port, "old": _text(old), "new": _text(new),
+                                   "sdp": _text(leg.latch.expected), "dropped_source": leg.dropped_source}})
+        if leg.on_latch is not None:
+            try:
+                leg.on_latch(old, new)
+            except Exception:
+                log.exception("latch listener failed", extra={"fields": {"port": leg.local_port}})
 
     def close_leg(self, leg: Leg) -> None:
         leg.close()
@@ -539,5 +605,8 @@ class MediaEngine:
             "relayed": sum(leg.relayed for leg in legs),
             "sent": sum(leg.sent for leg in legs),
             "dropped_source": sum(leg.dropped_source for leg in legs),
+            "dropped_invalid": sum(leg.dropped_invalid for leg in legs),
+            "dropped_auth": sum(leg.dropped_auth for leg in legs),
+            "latches": self.latches,
             "late_ticks": self.late_ticks,
         }

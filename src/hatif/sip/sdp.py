@@ -9,6 +9,8 @@ Attribute values stay text; the typed views (`Media.rtpmap`, `ptime`, `direction
 
 from __future__ import annotations
 
+import base64
+import binascii
 from dataclasses import dataclass, replace
 
 Line = tuple[str, str]
@@ -17,6 +19,9 @@ Line = tuple[str, str]
 DIRECTIONS = ("sendrecv", "sendonly", "recvonly", "inactive")
 MIRROR = {"sendrecv": "sendrecv", "sendonly": "recvonly", "recvonly": "sendonly", "inactive": "inactive"}
 SUPPORTED = ("PCMU", "PCMA", "telephone-event")
+SRTP_SUITES = ("AES_CM_128_HMAC_SHA1_80", "AES_CM_128_HMAC_SHA1_32")
+"""The SDES crypto suites Hatif takes and offers (RFC 4568 §6.2), in its order of preference."""
+SRTP_KEY_LENGTH = 30  # master key (16) and salt (14) octets of both suites (RFC 4568 §6.2.1)
 DTMF_EVENTS = "0-16"  # RFC 4733 §3.2: DTMF digits 0-9 * # A-D, and flash
 _HOLD_ADDRESSES = ("0.0.0.0", "::")  # RFC 3264 §8.4: the RFC 2543 way of saying "send nothing to me"
 _TRANSPORT_ATTRIBUTES = frozenset({"rtcp", "candidate", "remote-candidates", "end-of-candidates", "ice-ufrag",
@@ -54,6 +59,49 @@ class RtpMap:
         if not all(p.isdigit() for p in parts[1:]):
             return None
         return cls(int(pt), parts[0], int(parts[1]), int(parts[2]) if len(parts) == 3 else None)
+
+
+@dataclass(frozen=True, slots=True)
+class Crypto:
+    """`a=crypto:<tag> <crypto-suite> inline:<key||salt>[|lifetime][|MKI:length] [<session-params>]`
+    (RFC 4568 §9.1, one inline key). `usable` says whether Hatif can take it: a suite it knows, a key of
+    the suite's length, no MKI and no session parameters (which change the SRTP transform)."""
+
+    tag: int
+    suite: str
+    key: bytes
+    lifetime: str | None = None
+    mki: str | None = None
+    session_params: tuple[str, ...] = ()
+
+    @property
+    def usable(self) -> bool:
+        return (self.suite in SRTP_SUITES and len(self.key) == SRTP_KEY_LENGTH and self.mki is None
+                and not self.session_params)
+
+    def value(self) -> str:
+        inline = base64.b64encode(self.key).decode("ascii")
+        for part in (self.lifetime, self.mki):
+            if part is not None:
+                inline += f"|{part}"
+        return " ".join((str(self.tag), self.suite, f"inline:{inline}", *self.session_params))
+
+    @classmethod
+    def parse(cls, value: str) -> Crypto | None:
+        """One `a=crypto` value; None when it is not one (it is then ignored, as RFC 4568 §7.1.2 says)."""
+        parts = value.split()
+        if len(parts) < 3 or not parts[0].isdigit() or len(parts[0]) > 9 or not parts[2].startswith("inline:"):
+            return None
+        key_text, *params = parts[2][len("inline:"):].split("|")
+        if ";" in parts[2]:
+            return None  # several keys in one line: not taken
+        try:
+            key = base64.b64decode(key_text, validate=True)
+        except (binascii.Error, ValueError):
+            return None
+        lifetime = next((p for p in params if ":" not in p), None)
+        mki = next((p for p in params if ":" in p), None)
+        return cls(int(parts[0]), parts[1], key, lifetime, mki, tuple(parts[3:]))
 
 
 STATIC = {pt: RtpMap(pt, name, rate, channels) for pt, name, rate, channels in (
@@ -169,6 +217,11 @@ class Media:
             if pt == str(payload_type):
                 return params
         return None
+
+    @property
+    def crypto(self) -> tuple[Crypto, ...]:
+        """The stream's `a=crypto` lines that parse (RFC 4568), in order of the offerer's preference."""
+        return tuple(c for c in (Crypto.parse(v) for v in _values(self.attributes, "crypto")) if c is not None)
 
     @property
     def payload_types(self) -> tuple[int, ...]:
@@ -409,8 +462,11 @@ def _origin_for(address: str, session_id: int, version: int) -> Origin:
 
 
 def make_offer(address: str, port: int, session_id: int, version: int, codecs: tuple[str, ...] = SUPPORTED,
-               ptime: int = 20, direction: str = "sendrecv") -> SessionDescription:
-    """Hatif's own offer (RFC 3264 §5): one audio stream with `codecs` in order of preference."""
+               ptime: int = 20, direction: str = "sendrecv", srtp_key: bytes | None = None,
+               proto: str = "RTP/AVP") -> SessionDescription:
+    """Hatif's own offer (RFC 3264 §5): one audio stream with `codecs` in order of preference; with
+    `srtp_key`, an `a=crypto:1 AES_CM_128_HMAC_SHA1_80` line with it (SDES, RFC 4568), in `proto`
+    RTP/SAVP (SRTP or nothing) or RTP/AVP (best effort: the answer says whether SRTP is used)."""
     if direction not in DIRECTIONS:
         raise SdpError(f"direction {direction!r} is not one of {', '.join(DIRECTIONS)}")
     formats: list[str] = []
@@ -426,7 +482,9 @@ def make_offer(address: str, port: int, session_id: int, version: int, codecs: t
     if not any(_OURS[name.upper()].encoding != "telephone-event" for name in codecs):
         raise SdpError("an offer needs at least one audio codec besides telephone-event")
     attributes += [Attribute("ptime", str(ptime)), Attribute(direction)]
-    media = Media("audio", port, "RTP/AVP", tuple(formats), attributes=tuple(attributes))
+    if srtp_key is not None:
+        attributes.append(Attribute("crypto", Crypto(1, SRTP_SUITES[0], srtp_key).value()))
+    media = Media("audio", port, proto, tuple(formats), attributes=tuple(attributes))
     return SessionDescription(_origin_for(address, session_id, version), "Hatif", Connection.for_address(address),
                               media=(media,))
 
@@ -448,11 +506,21 @@ def _choose(m: Media, want: set[str]) -> tuple[RtpMap, int | None] | None:
     return (codec, dtmf) if codec is not None else None
 
 
+def chosen_crypto(m: Media) -> Crypto | None:
+    """The first `a=crypto` of an offered stream that Hatif can take (the offerer's preference, §7.1.1)."""
+    return next((c for c in m.crypto if c.usable), None)
+
+
 def make_answer(offer: SessionDescription, address: str, port: int, session_id: int, version: int,
-                supported: tuple[str, ...] = SUPPORTED, ptime: int = 20) -> SessionDescription:
+                supported: tuple[str, ...] = SUPPORTED, ptime: int = 20,
+                srtp_key: bytes | None = None) -> SessionDescription:
     """Answer an offer (RFC 3264 §6): one m= line per offered one, in order. The first active RTP/AVP audio
     stream takes the first offered codec we support, the offer's telephone-event payload type and the
-    mirrored direction (§6.1); every other stream is rejected with port 0, as are those offered with port 0."""
+    mirrored direction (§6.1); every other stream is rejected with port 0, as are those offered with port 0.
+
+    With `srtp_key`, an RTP/SAVP audio stream with a crypto line we can take is answered too, with that
+    line's tag and suite and our own key (SDES, RFC 4568 §7.1.2); without it, or without such a line, an
+    RTP/SAVP stream is rejected like any other we cannot carry."""
     want = {s.upper() for s in supported}
     unknown = want - set(_OURS)
     if unknown:
@@ -462,7 +530,8 @@ def make_answer(offer: SessionDescription, address: str, port: int, session_id: 
     unanswerable: list[str] = []
     for m in offer.media:
         choice = None
-        if not accepted and m.kind == "audio" and m.port != 0 and m.proto == "RTP/AVP":
+        crypto = chosen_crypto(m) if m.proto == "RTP/SAVP" and srtp_key is not None else None
+        if not accepted and m.kind == "audio" and m.port != 0 and (m.proto == "RTP/AVP" or crypto is not None):
             choice = _choose(m, want)
             if choice is None:
                 unanswerable.append(m.media_line())
@@ -479,12 +548,14 @@ def make_answer(offer: SessionDescription, address: str, port: int, session_id: 
         connection = m.connection or offer.connection
         offered = _effective_direction(offer, m, connection.host if connection is not None else "")
         attributes += [Attribute("ptime", str(ptime)), Attribute(MIRROR[offered])]
+        if crypto is not None and srtp_key is not None:
+            attributes.append(Attribute("crypto", Crypto(crypto.tag, crypto.suite, srtp_key).value()))
         media.append(Media("audio", port, m.proto, tuple(formats), attributes=tuple(attributes)))
         accepted = True
     if not accepted:
         if unanswerable:
             raise SdpError(f"no common codec: we support {', '.join(sorted(want))}; offered {unanswerable[0]!r}")
-        raise SdpError("the offer has no active RTP/AVP audio stream")
+        raise SdpError("the offer has no active RTP/AVP audio stream (nor an RTP/SAVP one with an a=crypto we take)")
     return SessionDescription(_origin_for(address, session_id, version), "Hatif", Connection.for_address(address),
                               media=tuple(media))
 
