@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 from . import auth as digest
+from .admission import Admission, AdmissionSettings, Refusal
 from .errors import ParseError
 from .headers import Via
 from .message import Request, Response, make_response, parse_message
@@ -94,6 +95,7 @@ class SipSettings:
     nonce_lifetime: float = 300.0
     md5_only_user_agents: tuple[str, ...] = ("baresip v0.", "baresip v1.0.")
     secret: bytes = field(default_factory=lambda: secrets.token_bytes(32))
+    admission: AdmissionSettings = field(default_factory=AdmissionSettings)
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,7 +138,17 @@ class SipServer:
         self.stats = {"received": 0, "parse_errors": 0, "dropped_banned": 0, "dropped_own": 0, "auth_failures": 0,
                       "bad_requests_answered": 0}
         self._own: set[tuple[str, int]] = set()  # our own listening addresses
-        self.draining = False
+        self.admission = Admission(self.settings.admission)
+        self._shed_logged = 0.0
+
+    @property
+    def draining(self) -> bool:
+        """Set on SIGTERM: new calls, registrations and OPTIONS are answered 503 (SECURITY.md: draining)."""
+        return self.admission.draining
+
+    @draining.setter
+    def draining(self, value: bool) -> None:
+        self.admission.draining = value
 
     # -- lifecycle ------------------------------------------------------------------------------------
 
@@ -349,8 +361,7 @@ class SipServer:
             if self.handler is not None:
                 self.handler.on_in_dialog(req, None, peer)
             return
-        if self.draining and method in ("INVITE", "REGISTER") and not req.to.tag:
-            self.respond_stateless(req, 503, peer, extra=[("Retry-After", "30")])
+        if not req.to.tag and self._refused(req, peer, now):
             return
         try:
             stx: ServerTx = (ServerInviteTransaction(req, peer.transport != "udp", self.settings.timers)
@@ -369,6 +380,28 @@ class SipServer:
                 reason = "Bad Request: " + "".join(c for c in e.reason if c.isprintable())[:100]
                 self.stats["bad_requests_answered"] += 1
                 self.respond(stx, make_response(req, 400, reason, to_tag=secrets.token_hex(6)))
+
+    def _refused(self, req: Request, peer: Peer, now: float) -> bool:
+        """Admission control for a request outside any dialog and transaction (`sip.admission`): a new
+        INVITE that waited too long unread or finds too many calls being set up, or anything new while
+        draining, gets a stateless 503 with Retry-After before any state is made for it."""
+        refusal: Refusal | None
+        if req.method == "INVITE":
+            refusal = self.admission.invite(self.transports.delay.seconds, now)
+        else:
+            refusal = self.admission.other(req.method, now)
+        if refusal is None:
+            return False
+        self.respond_stateless(req, refusal.status, peer, refusal.reason,
+                               extra=[("Retry-After", str(refusal.retry_after))])
+        if now - self._shed_logged >= 5.0:
+            self._shed_logged = now
+            since = self.admission.take_refusals_since()
+            log.warning("new calls refused", extra={"fields": {
+                "cause": refusal.cause, "since_s": round(now - since, 1) if since is not None else 0,
+                "queue_delay_ms": round(self.admission.take_worst_delay() * 1000),
+                "setups": self.admission.setups, **self.admission.stats}})
+        return True
 
     def _dispatch(self, req: Request, stx: ServerTx, peer: Peer, trusted: tuple[str, str] | None,
                   now: float) -> None:
