@@ -19,10 +19,12 @@ from typing import Any
 from . import __version__
 from .calls.apps import register_builtin
 from .calls.control import CallControl
+from .calls.guard import CallLimits
 from .config import Config
 from .media.engine import MediaEngine, MediaSettings
 from .media.prompts import PromptCache
 from .services import Services
+from .sip.admission import AdmissionSettings
 from .sip.registrar import RegistrarPolicy
 from .sip.server import SipServer, SipSettings, Target
 from .sip.transaction import Timers
@@ -123,6 +125,8 @@ def settings_from(config: Config) -> SipSettings:
         ban_time=sec.ban_time,
         nonce_lifetime=sec.nonce_lifetime,
         md5_only_user_agents=tuple(sec.md5_only_user_agents),
+        admission=AdmissionSettings(max_queue_delay=s.admission.max_queue_delay,
+                                    max_setups=s.admission.max_setups, retry_after=s.admission.retry_after),
     )
     if sec.secret:
         settings.secret = sec.secret.encode()
@@ -155,6 +159,13 @@ class Hatif:
         await self.services.close()
 
 
+def call_limits_from(config: Config) -> CallLimits:
+    return CallLimits(rtp_timeout=config.media.rtp_timeout, session_expires=config.sip.session_expires,
+                      min_se=config.sip.min_se,
+                      max_call_seconds={t.name: t.max_call_seconds for t in config.tenants
+                                        if t.max_call_seconds is not None})
+
+
 def media_settings_from(config: Config) -> MediaSettings:
     m = config.media
     return MediaSettings(host=m.host, advertise=_advertise(m.advertise, m.host), port_min=m.port_min,
@@ -171,7 +182,8 @@ async def start(config: Config) -> Hatif:
     # Synthesize the greetings once, off the loop, so the first caller does not wait for espeak-ng.
     for language, text in config.media.greeting.items():
         await asyncio.to_thread(prompts.speak, text, language)
-    control = CallControl(sip, media, prompts, record=config.media.record, recordings=Path(config.media.recordings))
+    control = CallControl(sip, media, prompts, record=config.media.record, recordings=Path(config.media.recordings),
+                          limits=call_limits_from(config))
     register_builtin(control, greeting)
     services = await Services.start(config, control)
     addresses: list[tuple[str, str, int]] = []
