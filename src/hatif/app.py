@@ -8,6 +8,8 @@ SIGINT or SIGTERM and drains on SIGTERM (new calls get `503` with `Retry-After`,
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import logging
 import signal
 import socket
@@ -219,18 +221,40 @@ async def serve(config: Config, demo: bool = False, quiet: bool = False) -> None
     tasks: set[asyncio.Task[None]] = set()
 
     def drain() -> None:
-        log.info("SIGTERM: draining; new calls get 503", extra={"fields": {"live_calls": len(hatif.control.calls)}})
+        if hatif.sip.draining:
+            # A second SIGTERM: end what is left now (BYE and a CDR for each), then stop.
+            ended = hatif.control.end_all("shutdown")
+            log.warning("second SIGTERM: calls ended", extra={"fields": {"calls": ended}})
+            stop.set()
+            return
+        log.info("SIGTERM: draining; new calls get 503", extra={"fields": {
+            "live_calls": len(hatif.control.calls), "drain_seconds": config.sip.drain_seconds}})
         hatif.sip.draining = True
-        task = loop.create_task(_wait_drained(hatif, stop))
+        task = loop.create_task(_wait_drained(hatif, stop, config.sip.drain_seconds))
         tasks.add(task)
         task.add_done_callback(tasks.discard)
 
+    reporter: list[asyncio.TimerHandle] = []
+    memory = MemoryReturn()
+
+    def report() -> None:
+        log.info("load", extra={"fields": load_figures(hatif)})
+        reporter[:] = [loop.call_later(REPORT_EVERY, report)]
+
+    def settle() -> None:
+        memory.check(len(hatif.control.calls) + len(hatif.sip.transactions))
+        reporter.append(loop.call_later(SETTLE_EVERY, settle))
+
+    reporter.append(loop.call_later(REPORT_EVERY, report))
+    reporter.append(loop.call_later(SETTLE_EVERY, settle))
     loop.add_signal_handler(signal.SIGTERM, drain)
     loop.add_signal_handler(signal.SIGINT, stop.set)
     log.info("hatif started", extra={"fields": {"version": __version__, "tenants": len(config.tenants)}})
     try:
         await stop.wait()
     finally:
+        for handle in reporter:
+            handle.cancel()
         summary_stop.set()
         if stream is not None:
             await stream.stop()
@@ -242,11 +266,66 @@ async def serve(config: Config, demo: bool = False, quiet: bool = False) -> None
         log.info("hatif stopped")
 
 
-async def _wait_drained(hatif: Hatif, stop: asyncio.Event, limit: float = 3600.0) -> None:
+REPORT_EVERY = 60.0
+"""Seconds between two `load` log lines (calls, set-ups, transactions, RTP ports, admission counts)."""
+
+
+SETTLE_EVERY = 2.0
+
+
+class MemoryReturn:
+    """Gives memory back to the system once a load has passed (issue 20: RSS stayed 4x idle after it).
+
+    Python keeps freed objects in its own arenas and glibc keeps freed heap pages; after thousands of calls,
+    transactions and messages were alive at once, little of that returns by itself. When what the process
+    holds (calls plus transactions) has fallen to a small part of the peak seen since the last return, one
+    full collection and glibc's `malloc_trim` hand the pages back. Cheap, and only after a load."""
+
+    def __init__(self, threshold: int = 200) -> None:
+        self.threshold = threshold
+        self.peak = 0
+        self._trim: Any = None
+        if sys.platform == "linux":
+            import ctypes
+            import ctypes.util
+
+            with contextlib.suppress(OSError, AttributeError):
+                self._trim = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+
+    def check(self, held: int) -> bool:
+        self.peak = max(self.peak, held)
+        if self.peak < self.threshold or held > self.peak // 20:
+            return False
+        self.peak = held
+        gc.collect()
+        if self._trim is not None:
+            self._trim(0)
+        log.info("load passed: memory returned", extra={"fields": {"held": held}})
+        return True
+
+
+def load_figures(hatif: Hatif) -> dict[str, object]:
+    """What a process holds right now and what admission control did: the figures of the `load` log line."""
+    media = hatif.media.stats()
+    return {"calls": len(hatif.control.calls), "setups": hatif.sip.admission.setups,
+            "transactions": len(hatif.sip.transactions), "dialogs": hatif.control.dialog_count(),
+            "rtp_legs": media["legs"], "ports_in_use": media["ports_in_use"], "ports_free": media["ports_free"],
+            **hatif.sip.admission.stats, **{f"ended_{k}": v for k, v in hatif.control.ended_by.items()}}
+
+
+async def _wait_drained(hatif: Hatif, stop: asyncio.Event, limit: float) -> None:
+    """Let live calls finish until `limit` seconds have passed; then end the rest (BYE, and each call's CDR
+    goes to the store before the process exits, in `Hatif.aclose`), give the BYEs a moment, and stop."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + limit
     while hatif.control.calls and loop.time() < deadline:
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(min(0.2, max(0.0, deadline - loop.time())))
+    if hatif.control.calls:
+        ended = hatif.control.end_all("drain_deadline")
+        log.info("drain deadline: calls ended", extra={"fields": {"calls": ended}})
+        byes = loop.time() + 2.0  # answered BYEs tell the parties; their CDRs are written already
+        while hatif.control.pending_byes and loop.time() < byes:
+            await asyncio.sleep(0.05)
     stop.set()
 
 

@@ -540,4 +540,6 @@ class MediaEngine:
             "sent": sum(leg.sent for leg in legs),
             "dropped_source": sum(leg.dropped_source for leg in legs),
             "late_ticks": self.late_ticks,
+            "ports_in_use": len(legs),
+            "ports_free": len(self._free),
         }

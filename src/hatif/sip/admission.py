@@ -15,14 +15,28 @@ answered or failed), keeps slow set-ups (a callee that rings, an application tha
 Only dialog-creating requests are shed: an INVITE outside a dialog (and REGISTER and OPTIONS while
 draining). Retransmissions of an INVITE already taken are absorbed by its transaction, and in-dialog
 requests (ACK, BYE, re-INVITE, UPDATE) and OPTIONS are never refused for load, so live calls stay healthy
-and a dispatcher's probe still gets its answer. Refusals are stateless `503` with `Retry-After` (RFC 3261
-§21.5.4): no transaction, call, dialog or media port exists for a request turned away.
+and a dispatcher's probe still gets its answer. A refusal is `503` with `Retry-After` (RFC 3261 §21.5.4)
+from a server transaction of its own, which absorbs the INVITE's retransmissions and its ACK (a
+retransmission read after the load fell must not become a call whose caller already had its 503); no
+call, dialog or media port exists for a request turned away.
 
-Sans-IO: the queue delay and the time come in as numbers, the verdict goes out as a value.
+Refusing must cost far less than a call, or refusing is itself the overload: at four times capacity three
+requests in four are refused, and a refusal through the parser and a transaction costs a fifth of a call,
+which leaves a fraction of the capacity for calls. So a late INVITE is refused from its raw bytes, before
+parsing (`Shedder`, called by the UDP transport only while the queue delay is past the bound): the 503
+copies the request's Via, From, To, Call-ID and CSeq lines, its To tag marks it as a refusal so that its
+ACK is dropped unread too, and its branch is remembered for Timer B (32 s) so that a retransmission read
+after the load fell is refused again instead of becoming a call. An INVITE whose transaction exists (a
+retransmission of one taken on) is never refused there.
+
+Sans-IO: the queue delay, the time and the bytes come in, the verdict and the bytes to send go out.
 """
 
 from __future__ import annotations
 
+import re
+import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 
 
@@ -106,3 +120,127 @@ class Admission:
     def take_worst_delay(self) -> float:
         worst, self.worst_delay = self.worst_delay, 0.0
         return worst
+
+
+# -- refusing from raw bytes ------------------------------------------------------------------------------
+
+SHED_TAG = b"hs"  # To tags of raw refusals start so; Hatif's other tags are hex (`dialog.new_tag`)
+_HEAD_END = b"\r\n\r\n"
+_TO_TAG = re.compile(rb"\r\n(?:to|t)[ \t]*:[^\r\n]*;[ \t]*tag[ \t]*=[ \t]*([^;, \t\r\n]*)", re.IGNORECASE)
+_TOP_VIA = re.compile(
+    rb"\r\n(?:via|v)[ \t]*:[ \t]*SIP[ \t]*/[ \t]*2\.0[ \t]*/[ \t]*([A-Za-z]+)[ \t]+([^;,\s]+)([^,\r\n]*)",
+    re.IGNORECASE)
+_BRANCH = re.compile(rb";[ \t]*branch[ \t]*=[ \t]*([^;, \t\r\n]+)", re.IGNORECASE)
+_RPORT = re.compile(rb";[ \t]*rport\b", re.IGNORECASE)
+_COPIED = frozenset({b"via", b"v", b"from", b"f", b"to", b"t", b"call-id", b"i", b"cseq"})
+MAGIC_COOKIE = b"z9hG4bK"
+
+
+@dataclass(frozen=True, slots=True)
+class RawInvite:
+    """What the raw bytes of a new INVITE tell: its server transaction key (RFC 3261 §17.2.3) and where
+    a response goes (`rport`: the source address, RFC 3581; else the source host and the Via port)."""
+
+    key: tuple[str, str, str]
+    rport: bool
+    port: int
+
+
+def read_new_invite(data: bytes) -> RawInvite | None:
+    """A new INVITE (no To tag, an RFC 3261 branch, an IPv4 or name sent-by) from raw bytes; None for
+    anything else or anything unclear, which then takes the ordinary path through the parser."""
+    if not data.startswith(b"INVITE "):
+        return None
+    end = data.find(_HEAD_END)
+    head = data[:end] if end > 0 else data
+    if _TO_TAG.search(head):
+        return None
+    via = _TOP_VIA.search(head)
+    if via is None:
+        return None
+    branch = _BRANCH.search(via.group(3))
+    if branch is None or not branch.group(1).startswith(MAGIC_COOKIE):
+        return None
+    sent_by = via.group(2)
+    host, _, port_text = sent_by.partition(b":")
+    if b"[" in host or (port_text and not port_text.isdigit()):
+        return None
+    port = int(port_text) if port_text else 5060
+    key = (branch.group(1).decode("ascii", "replace"), f"{host.decode('ascii', 'replace').lower()}:{port}", "INVITE")
+    return RawInvite(key, _RPORT.search(via.group(3)) is not None, port)
+
+
+def is_shed_ack(data: bytes) -> bool:
+    """An ACK of one of our raw refusals (its To tag is ours): nothing to do, dropped unread."""
+    if not data.startswith(b"ACK "):
+        return False
+    end = data.find(_HEAD_END)
+    tag = _TO_TAG.search(data[:end] if end > 0 else data)
+    return tag is not None and tag.group(1).startswith(SHED_TAG)
+
+
+def refusal_bytes(data: bytes, status: int, reason: str, retry_after: int) -> bytes:
+    """A response to the request in `data` made of its own Via, From, To, Call-ID and CSeq lines (RFC 3261
+    §8.2.6.2) with a To tag of ours, `Retry-After` and no body."""
+    end = data.find(_HEAD_END)
+    lines = (data[:end] if end > 0 else data).split(b"\r\n")[1:]
+    out = [f"SIP/2.0 {status} {reason}".encode()]
+    keep = False
+    for line in lines:
+        if line[:1] in (b" ", b"\t"):
+            if keep:
+                out.append(line)  # a folded continuation of a copied header
+            continue
+        name = line.split(b":", 1)[0].strip().lower()
+        keep = name in _COPIED
+        if not keep:
+            continue
+        if name in (b"to", b"t"):
+            line = line + b";tag=" + SHED_TAG + secrets.token_hex(5).encode()
+        out.append(line)
+    out.append(f"Retry-After: {retry_after}".encode())
+    out.append(b"Content-Length: 0")
+    return b"\r\n".join(out) + b"\r\n\r\n"
+
+
+class Shedder:
+    """Refuses late INVITEs from their raw bytes and remembers them for `window` seconds (Timer B).
+
+    The memory is two generations of branch sets swapped every `window`, so it costs one set lookup and
+    is bounded (`limit` branches per generation; past it the older generation is dropped early)."""
+
+    def __init__(self, retry_after: int = 5, window: float = 32.0, limit: int = 200_000) -> None:
+        self.retry_after = retry_after
+        self.window = window
+        self.limit = limit
+        self._current: set[str] = set()
+        self._previous: set[str] = set()
+        self._turned = 0.0
+        self.stats = {"refused": 0, "acks_dropped": 0}
+
+    def shed(self, data: bytes, now: float, known: Callable[[tuple[str, str, str]], bool],
+             ) -> tuple[bytes, RawInvite] | bool:
+        """For a datagram read while Hatif is behind: (the 503 to send, where it goes) for a new INVITE;
+        True to drop it (the ACK of one of our refusals); False to hand it to the ordinary path (anything
+        else: in-dialog requests, responses, OPTIONS, retransmissions of INVITEs taken on)."""
+        invite = read_new_invite(data)
+        if invite is None:
+            if is_shed_ack(data):
+                self.stats["acks_dropped"] += 1
+                return True
+            return False
+        if known(invite.key):
+            return False
+        self.remember(invite.key[0], now)
+        self.stats["refused"] += 1
+        return refusal_bytes(data, 503, "Service Unavailable: overloaded", self.retry_after), invite
+
+    def remember(self, branch: str, now: float) -> None:
+        if now - self._turned >= self.window or len(self._current) >= self.limit:
+            self._previous, self._current = self._current, set()
+            self._turned = now
+        self._current.add(branch)
+
+    def refused_before(self, branch: str | None) -> bool:
+        """Whether an INVITE with this branch was refused from its raw bytes in the last window or two."""
+        return branch is not None and (branch in self._current or branch in self._previous)

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 from . import auth as digest
-from .admission import Admission, AdmissionSettings, Refusal
+from .admission import Admission, AdmissionSettings, Refusal, Shedder
 from .errors import ParseError
 from .headers import Via
 from .message import Request, Response, make_response, parse_message
@@ -139,6 +139,9 @@ class SipServer:
                       "bad_requests_answered": 0}
         self._own: set[tuple[str, int]] = set()  # our own listening addresses
         self.admission = Admission(self.settings.admission)
+        self.shedder = Shedder(self.settings.admission.retry_after, window=64 * self.settings.timers.t1)
+        self.transports.delay.shed = self._shed
+        self.transports.delay.shed_after = self.settings.admission.max_queue_delay
         self._shed_logged = 0.0
 
     @property
@@ -381,27 +384,61 @@ class SipServer:
                 self.stats["bad_requests_answered"] += 1
                 self.respond(stx, make_response(req, 400, reason, to_tag=secrets.token_hex(6)))
 
+    def _shed(self, data: bytes, peer: Peer) -> bool:
+        """A datagram read while Hatif is behind (`sip.admission.max_queue_delay`): a new INVITE is refused
+        from its raw bytes, the ACK of such a refusal dropped; True when nothing more is to be done."""
+        if self.directory.trusted_peer(peer) is None and self.bans.is_banned(peer.host, self.now()):
+            return True
+        verdict = self.shedder.shed(data, self.now(), self.transactions.has_server)
+        if verdict is True or verdict is False:
+            return verdict
+        response, invite = verdict
+        self.admission.stats["refused_late"] += 1
+        self.transports.send(response, peer if invite.rport else Peer("udp", peer.host, invite.port))
+        self._log_refusals("late", self.now())
+        return True
+
     def _refused(self, req: Request, peer: Peer, now: float) -> bool:
         """Admission control for a request outside any dialog and transaction (`sip.admission`): a new
         INVITE that waited too long unread or finds too many calls being set up, or anything new while
-        draining, gets a stateless 503 with Retry-After before any state is made for it."""
+        draining, gets 503 with Retry-After from a transaction of its own, before any call, dialog or media
+        state is made for it."""
         refusal: Refusal | None
         if req.method == "INVITE":
             refusal = self.admission.invite(self.transports.delay.seconds, now)
         else:
             refusal = self.admission.other(req.method, now)
+        if refusal is None and req.method == "INVITE" and self.shedder.refused_before(req.top_via.branch):
+            refusal = Refusal(503, "Service Unavailable: overloaded", self.settings.admission.retry_after, "late")
         if refusal is None:
             return False
-        self.respond_stateless(req, refusal.status, peer, refusal.reason,
-                               extra=[("Retry-After", str(refusal.retry_after))])
-        if now - self._shed_logged >= 5.0:
-            self._shed_logged = now
-            since = self.admission.take_refusals_since()
-            log.warning("new calls refused", extra={"fields": {
-                "cause": refusal.cause, "since_s": round(now - since, 1) if since is not None else 0,
-                "queue_delay_ms": round(self.admission.take_worst_delay() * 1000),
-                "setups": self.admission.setups, **self.admission.stats}})
+        extra = [("Retry-After", str(refusal.retry_after))]
+        # A transaction of its own absorbs the INVITE's retransmissions and the ACK: a retransmission taken
+        # for a new INVITE once the load fell would be answered, to a caller who already had its 503.
+        stx: ServerTx = (ServerInviteTransaction(req, peer.transport != "udp", self.settings.timers)
+                         if req.method == "INVITE"
+                         else ServerNonInviteTransaction(req, peer.transport != "udp", self.settings.timers))
+        stx.user_data = self.response_peer(req, peer)
+        try:
+            self._run(stx, self.transactions.add_server(stx, now))
+        except TableFull:
+            self.respond_stateless(req, refusal.status, peer, refusal.reason, extra=extra)
+        else:
+            self.respond(stx, make_response(req, refusal.status, refusal.reason, to_tag=secrets.token_hex(6),
+                                            extra=extra))
+        self._log_refusals(refusal.cause, now)
         return True
+
+    def _log_refusals(self, cause: str, now: float) -> None:
+        if now - self._shed_logged < 5.0:
+            return
+        self._shed_logged = now
+        since = self.admission.take_refusals_since()
+        log.warning("new calls refused", extra={"fields": {
+            "cause": cause, "since_s": round(now - since, 1) if since is not None else 0,
+            "queue_delay_ms": round(self.admission.take_worst_delay() * 1000),
+            "setups": self.admission.setups, **self.admission.stats,
+            "acks_dropped": self.shedder.stats["acks_dropped"]}})
 
     def _dispatch(self, req: Request, stx: ServerTx, peer: Peer, trusted: tuple[str, str] | None,
                   now: float) -> None:

@@ -55,10 +55,14 @@ class QueueDelay:
     the backlog waits, so this is the age of a request when Hatif first sees it. UDP datagrams carry the
     kernel's arrival stamp (Linux `SO_TIMESTAMP`); stream messages, or systems without the stamp, report 0."""
 
-    __slots__ = ("seconds",)
+    __slots__ = ("seconds", "shed", "shed_after")
 
     def __init__(self) -> None:
         self.seconds = 0.0
+        # Past `shed_after` seconds of delay a datagram goes to `shed` first (admission control's refusal
+        # from raw bytes); when it returns True the datagram was dealt with and is not parsed.
+        self.shed: Callable[[bytes, Peer], bool] | None = None
+        self.shed_after = float("inf")
 
 
 def _family(host: str) -> socket.AddressFamily:
@@ -124,8 +128,11 @@ class UdpListener:
                 if level == socket.SOL_SOCKET and kind == SO_TIMESTAMP and len(stamp) >= _TIMEVAL.size:
                     sec, usec = unpack(stamp)
                     delay.seconds = max(0.0, wall() - (sec + usec / 1e6))
+            peer = Peer("udp", addr[0], addr[1])
             try:
-                receiver(data, Peer("udp", addr[0], addr[1]))
+                if delay.seconds > delay.shed_after and delay.shed is not None and delay.shed(data, peer):
+                    continue
+                receiver(data, peer)
             except Exception:  # the listener must survive any bug in a handler
                 log.exception("error handling a datagram", extra={"fields": {"source": f"{addr[0]}:{addr[1]}"}})
 
