@@ -277,9 +277,9 @@ class MemoryReturn:
     """Gives memory back to the system once a load has passed (issue 20: RSS stayed 4x idle after it).
 
     Python keeps freed objects in its own arenas and glibc keeps freed heap pages; after thousands of calls,
-    transactions and messages were alive at once, little of that returns by itself. When what the process
-    holds (calls plus transactions) has fallen to a small part of the peak seen since the last return, one
-    full collection and glibc's `malloc_trim` hand the pages back. Cheap, and only after a load."""
+    transactions and messages were alive at once, little of that returns by itself. Each time what the
+    process holds (calls plus transactions) has halved since the peak seen at the last return, one full
+    collection and glibc's `malloc_trim` hand the pages back: a few times as a load drains, never at rest."""
 
     def __init__(self, threshold: int = 200) -> None:
         self.threshold = threshold
@@ -294,7 +294,7 @@ class MemoryReturn:
 
     def check(self, held: int) -> bool:
         self.peak = max(self.peak, held)
-        if self.peak < self.threshold or held > self.peak // 20:
+        if self.peak < self.threshold or held > self.peak // 2:
             return False
         self.peak = held
         gc.collect()

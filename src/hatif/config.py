@@ -340,7 +340,7 @@ class AdmissionLimits(_Model):
     `max_queue_delay` seconds unread in the socket (the server is behind), or that finds `max_setups` calls
     being set up, gets `503` with `Retry-After: retry_after` before any call state or media port exists."""
 
-    max_queue_delay: float = Field(default=0.5, gt=0, le=30)
+    max_queue_delay: float = Field(default=0.2, gt=0, le=30)
     max_setups: int = Field(default=1000, ge=1)
     retry_after: int = Field(default=5, ge=0, le=3600)
 

@@ -46,6 +46,11 @@ log = logging.getLogger(__name__)
 ServerTx = ServerInviteTransaction | ServerNonInviteTransaction
 
 
+def _allows_update(message: Request | Response) -> bool:
+    """Whether the party's Allow lists UPDATE (RFC 3311), so a session refresh may do without SDP."""
+    return any(m.strip().upper() == "UPDATE" for v in message.headers.get_all("Allow") for m in v.split(","))
+
+
 class LegState(enum.Enum):
     NEW = "new"  # inbound: INVITE received; outbound: INVITE sent
     RINGING = "ringing"  # 180 sent or received
@@ -118,7 +123,7 @@ class SipLeg:
         self.we_refresh = False
         self.refreshed_at = self.started
         self.refreshing = False
-        self.peer_allows_update = "UPDATE" in (invite.headers.get("Allow") or "").upper()
+        self.peer_allows_update = _allows_update(invite)
         # RTP inactivity (`media.rtp_timeout`): the packet count last seen, and since when it has not moved.
         self.rtp_seen = -1
         self.rtp_since = self.started
@@ -435,7 +440,7 @@ class SipLeg:
         timer = uac_timer(resp)
         if timer is not None:
             self.set_session_timer(timer, we_are_uac=True)
-        self.peer_allows_update = "UPDATE" in (resp.headers.get("Allow") or "").upper()
+        self.peer_allows_update = _allows_update(resp)
         self._ok = bytes(ack)  # for an outbound leg, what answers a retransmitted 2xx is the ACK
         if self.state is LegState.ENDED or self._cancel_pending:
             self._bye()  # answered after we gave up (RFC 3261 §9.1: the race with CANCEL)

@@ -34,6 +34,7 @@ Sans-IO: the queue delay, the time and the bytes come in, the verdict and the by
 
 from __future__ import annotations
 
+import itertools
 import re
 import secrets
 from collections.abc import Callable
@@ -44,9 +45,10 @@ from dataclasses import dataclass
 class AdmissionSettings:
     """Bounds of admission control (filled from `sip.admission` in the configuration)."""
 
-    max_queue_delay: float = 0.5
-    """Seconds a new INVITE may have waited unread before it is refused: below T1 (0.5 s), so a caller that
-    sees an answer has retransmitted at most once, and far below any caller's patience."""
+    max_queue_delay: float = 0.2
+    """Seconds a new INVITE may have waited unread before it is refused: well below T1 (0.5 s), so a caller
+    is answered before its first retransmission (at 0.5 s the queue would double with retransmissions, as
+    measured with SIPp), and far below any caller's patience."""
     max_setups: int = 1000
     """Calls being set up at once (INVITE taken, not yet answered or failed)."""
     retry_after: int = 5
@@ -132,7 +134,9 @@ _TOP_VIA = re.compile(
     re.IGNORECASE)
 _BRANCH = re.compile(rb";[ \t]*branch[ \t]*=[ \t]*([^;, \t\r\n]+)", re.IGNORECASE)
 _RPORT = re.compile(rb";[ \t]*rport\b", re.IGNORECASE)
-_COPIED = frozenset({b"via", b"v", b"from", b"f", b"to", b"t", b"call-id", b"i", b"cseq"})
+_COPIED_LINE = re.compile(rb"^(?:via|v|from|f|to|t|call-id|i|cseq)[ \t]*:[^\r\n]*(?:\r\n[ \t][^\r\n]*)*",
+                          re.IGNORECASE | re.MULTILINE)
+_TO_NAME = re.compile(rb"(?:to|t)[ \t]*:", re.IGNORECASE)
 MAGIC_COOKIE = b"z9hG4bK"
 
 
@@ -179,28 +183,19 @@ def is_shed_ack(data: bytes) -> bool:
     return tag is not None and tag.group(1).startswith(SHED_TAG)
 
 
-def refusal_bytes(data: bytes, status: int, reason: str, retry_after: int) -> bytes:
+def refusal_bytes(data: bytes, status: int, reason: str, retry_after: int, tag: bytes) -> bytes:
     """A response to the request in `data` made of its own Via, From, To, Call-ID and CSeq lines (RFC 3261
-    §8.2.6.2) with a To tag of ours, `Retry-After` and no body."""
+    §8.2.6.2, folded continuations kept) with the To tag `tag`, `Retry-After` and no body."""
     end = data.find(_HEAD_END)
-    lines = (data[:end] if end > 0 else data).split(b"\r\n")[1:]
+    head = data[:end] if end > 0 else data
     out = [f"SIP/2.0 {status} {reason}".encode()]
-    keep = False
-    for line in lines:
-        if line[:1] in (b" ", b"\t"):
-            if keep:
-                out.append(line)  # a folded continuation of a copied header
-            continue
-        name = line.split(b":", 1)[0].strip().lower()
-        keep = name in _COPIED
-        if not keep:
-            continue
-        if name in (b"to", b"t"):
-            line = line + b";tag=" + SHED_TAG + secrets.token_hex(5).encode()
+    for line in _COPIED_LINE.findall(head):
+        if line[:1] in b"tT" and _TO_NAME.match(line):
+            line = line + b";tag=" + tag
         out.append(line)
-    out.append(f"Retry-After: {retry_after}".encode())
-    out.append(b"Content-Length: 0")
-    return b"\r\n".join(out) + b"\r\n\r\n"
+    out.append(b"Retry-After: %d" % retry_after)
+    out.append(b"Content-Length: 0\r\n\r\n")
+    return b"\r\n".join(out)
 
 
 class Shedder:
@@ -216,6 +211,8 @@ class Shedder:
         self._current: set[str] = set()
         self._previous: set[str] = set()
         self._turned = 0.0
+        self._tags = itertools.count(1)
+        self._tag_prefix = SHED_TAG + secrets.token_hex(4).encode() + b"."  # tags unique to this process
         self.stats = {"refused": 0, "acks_dropped": 0}
 
     def shed(self, data: bytes, now: float, known: Callable[[tuple[str, str, str]], bool],
@@ -233,7 +230,15 @@ class Shedder:
             return False
         self.remember(invite.key[0], now)
         self.stats["refused"] += 1
-        return refusal_bytes(data, 503, "Service Unavailable: overloaded", self.retry_after), invite
+        tag = self._tag_prefix + b"%x" % next(self._tags)
+        return refusal_bytes(data, 503, "Service Unavailable: overloaded", self.retry_after, tag), invite
+
+    def drop_ack(self, data: bytes) -> bool:
+        """Whether `data` is the ACK of one of our raw refusals (read at any delay: it is never parsed)."""
+        if self.stats["refused"] and is_shed_ack(data):
+            self.stats["acks_dropped"] += 1
+            return True
+        return False
 
     def remember(self, branch: str, now: float) -> None:
         if now - self._turned >= self.window or len(self._current) >= self.limit:

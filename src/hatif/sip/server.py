@@ -141,7 +141,6 @@ class SipServer:
         self.admission = Admission(self.settings.admission)
         self.shedder = Shedder(self.settings.admission.retry_after, window=64 * self.settings.timers.t1)
         self.transports.delay.shed = self._shed
-        self.transports.delay.shed_after = self.settings.admission.max_queue_delay
         self._shed_logged = 0.0
 
     @property
@@ -384,9 +383,14 @@ class SipServer:
                 self.stats["bad_requests_answered"] += 1
                 self.respond(stx, make_response(req, 400, reason, to_tag=secrets.token_hex(6)))
 
-    def _shed(self, data: bytes, peer: Peer) -> bool:
-        """A datagram read while Hatif is behind (`sip.admission.max_queue_delay`): a new INVITE is refused
-        from its raw bytes, the ACK of such a refusal dropped; True when nothing more is to be done."""
+    def _shed(self, data: bytes, peer: Peer, delay: float) -> bool:
+        """Every UDP datagram, before parsing: the ACK of a raw refusal is dropped; while Hatif is behind
+        (`sip.admission.max_queue_delay`) a new INVITE is refused from its raw bytes. True: nothing more
+        to do with the datagram."""
+        if data[:4] == b"ACK ":
+            return self.shedder.drop_ack(data)
+        if delay <= self.settings.admission.max_queue_delay or data[:7] != b"INVITE ":
+            return False
         if self.directory.trusted_peer(peer) is None and self.bans.is_banned(peer.host, self.now()):
             return True
         verdict = self.shedder.shed(data, self.now(), self.transactions.has_server)

@@ -55,14 +55,13 @@ class QueueDelay:
     the backlog waits, so this is the age of a request when Hatif first sees it. UDP datagrams carry the
     kernel's arrival stamp (Linux `SO_TIMESTAMP`); stream messages, or systems without the stamp, report 0."""
 
-    __slots__ = ("seconds", "shed", "shed_after")
+    __slots__ = ("seconds", "shed")
 
     def __init__(self) -> None:
         self.seconds = 0.0
-        # Past `shed_after` seconds of delay a datagram goes to `shed` first (admission control's refusal
-        # from raw bytes); when it returns True the datagram was dealt with and is not parsed.
-        self.shed: Callable[[bytes, Peer], bool] | None = None
-        self.shed_after = float("inf")
+        # Each datagram goes to `shed` first with its delay (admission control's refusal from raw bytes);
+        # when it returns True the datagram was dealt with and is not parsed.
+        self.shed: Callable[[bytes, Peer, float], bool] | None = None
 
 
 def _family(host: str) -> socket.AddressFamily:
@@ -130,7 +129,7 @@ class UdpListener:
                     delay.seconds = max(0.0, wall() - (sec + usec / 1e6))
             peer = Peer("udp", addr[0], addr[1])
             try:
-                if delay.seconds > delay.shed_after and delay.shed is not None and delay.shed(data, peer):
+                if delay.shed is not None and delay.shed(data, peer, delay.seconds):
                     continue
                 receiver(data, peer)
             except Exception:  # the listener must survive any bug in a handler
