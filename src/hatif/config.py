@@ -337,10 +337,12 @@ class SipTimers(_Model):
 
 class AdmissionLimits(_Model):
     """Admission control of new calls (`hatif.sip.admission`): a new INVITE that waited longer than
-    `max_queue_delay` seconds unread in the socket (the server is behind), or that finds `max_setups` calls
+    `max_queue_delay` seconds unread in the socket while the delay has stayed past it for `late_for` seconds
+    (the server is behind, not just paused a moment), or that finds `max_setups` calls
     being set up, gets `503` with `Retry-After: retry_after` before any call state or media port exists."""
 
     max_queue_delay: float = Field(default=0.2, gt=0, le=30)
+    late_for: float = Field(default=0.1, ge=0, le=30)
     max_setups: int = Field(default=1000, ge=1)
     retry_after: int = Field(default=5, ge=0, le=3600)
 

@@ -9,9 +9,10 @@ import socket
 import time
 
 import pytest
+from peers import Sipp
+
 from overload import CONFIG as OVERLOAD_CONFIG
 from overload import Rig
-from peers import Sipp
 
 pytestmark = pytest.mark.slow
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 
 import pytest
+
 from overload import Rig, capacity
 
 pytestmark = pytest.mark.slow

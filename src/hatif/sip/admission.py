@@ -49,6 +49,10 @@ class AdmissionSettings:
     """Seconds a new INVITE may have waited unread before it is refused: well below T1 (0.5 s), so a caller
     is answered before its first retransmission (at 0.5 s the queue would double with retransmissions, as
     measured with SIPp), and far below any caller's patience."""
+    late_for: float = 0.1
+    """Seconds the queue delay must stay past `max_queue_delay` before INVITEs are refused (CoDel's
+    interval): a stall that clears at once (a collection, a slow disk) leaves a burst of late datagrams
+    that are read in milliseconds; that is not an overload, and refusing them would fail calls for nothing."""
     max_setups: int = 1000
     """Calls being set up at once (INVITE taken, not yet answered or failed)."""
     retry_after: int = 5
@@ -76,17 +80,40 @@ class Admission:
         self.setups = 0  # calls being set up now (counted by call control)
         self.stats = {"admitted": 0, "refused_late": 0, "refused_busy": 0, "refused_draining": 0}
         self.worst_delay = 0.0  # the longest queue delay seen since `take_worst_delay`
+        self.behind = False  # the queue delay has stayed past the bound for `late_for` seconds
+        self._above_since: float | None = None
+        self._below_since: float | None = None
         self._refused_since: float | None = None  # start of the current run of refusals, for the log
+
+    def observe(self, queue_delay: float, now: float) -> bool:
+        """Each datagram's queue delay as it is read; True when this one is to be refused if it is a new
+        INVITE: Hatif is behind and it waited past the bound. Behind starts once the delay stayed past
+        the bound for `late_for` seconds and ends once it stayed under it as long (under overload the
+        delay swings around the bound; a short dip does not reopen the door)."""
+        if queue_delay > self.settings.max_queue_delay:
+            if queue_delay > self.worst_delay:
+                self.worst_delay = queue_delay
+            self._below_since = None
+            if self._above_since is None:
+                self._above_since = now
+            if not self.behind and now - self._above_since >= self.settings.late_for:
+                self.behind = True
+            return self.behind
+        self._above_since = None
+        if self.behind:
+            if self._below_since is None:
+                self._below_since = now
+            elif now - self._below_since >= self.settings.late_for:
+                self.behind = False
+        return False
 
     def invite(self, queue_delay: float, now: float) -> Refusal | None:
         """A new INVITE that waited `queue_delay` seconds unread: None to take it, or why not."""
         s = self.settings
-        if queue_delay > self.worst_delay:
-            self.worst_delay = queue_delay
         if self.draining:
             return self._refuse(Refusal(503, "Service Unavailable: shutting down", s.drain_retry_after,
                                         "draining"), now)
-        if queue_delay > s.max_queue_delay:
+        if self.behind and queue_delay > s.max_queue_delay:
             return self._refuse(Refusal(503, "Service Unavailable: overloaded", s.retry_after, "late"), now)
         if self.setups >= s.max_setups:
             return self._refuse(Refusal(503, "Service Unavailable: too many calls being set up",

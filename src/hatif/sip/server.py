@@ -389,7 +389,7 @@ class SipServer:
         to do with the datagram."""
         if data[:4] == b"ACK ":
             return self.shedder.drop_ack(data)
-        if delay <= self.settings.admission.max_queue_delay or data[:7] != b"INVITE ":
+        if not self.admission.observe(delay, self.now()) or data[:7] != b"INVITE ":
             return False
         if self.directory.trusted_peer(peer) is None and self.bans.is_banned(peer.host, self.now()):
             return True
