@@ -273,3 +273,47 @@ def test_a_call_longer_than_its_tenant_allows_is_ended(tmp: Path) -> None:
         assert 1.2 < time.monotonic() - start < 5
         assert rig.record().legs[0].cause == "max_duration"
         assert rig.timeouts() == ["max_duration"]
+
+
+REINVITE_ANSWER = """
+  <recv request="INVITE"/>
+  <send>
+    <![CDATA[
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:]
+      [last_Call-ID:]
+      [last_CSeq:]
+      [last_Session-Expires:]
+      Contact: <sip:sipp@[local_ip]:[local_port]>
+      Content-Type: application/sdp
+      Content-Length: [len]
+
+      v=0
+      o=sipp 1 2 IN IP4 [local_ip]
+      s=-
+      c=IN IP4 [media_ip]
+      t=0 0
+      m=audio [media_port] RTP/AVP 0
+      a=rtpmap:0 PCMU/8000
+
+    ]]>
+  </send>
+  <recv request="ACK"/>
+"""
+
+
+def test_a_party_without_update_is_refreshed_by_reinvite(tmp: Path) -> None:
+    """The caller's Allow has no UPDATE: Hatif refreshes with a re-INVITE carrying its SDP unchanged."""
+    headers = "Supported: timer\n      Session-Expires: 2;refresher=uas"
+    invite = INVITE.format(headers=headers, direction="sendrecv").replace(", UPDATE", "")
+    path = scenario(tmp, "reinvited", invite + ANSWERED + REINVITE_ANSWER + REINVITE_ANSWER + OUR_BYE)
+    with Rig() as rig:
+        with rig.uac(path) as uac:
+            result = uac.wait(20)
+        assert result.ok, result.describe()
+        record = rig.record()
+        assert record.legs[0].cause == "normal", record
+        assert record.duration >= 1.5
+        assert rig.timeouts() == []
