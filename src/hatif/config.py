@@ -350,6 +350,18 @@ class SipTimers(_Model):
         return self
 
 
+class AdmissionLimits(_Model):
+    """Admission control of new calls (`hatif.sip.admission`): a new INVITE that waited longer than
+    `max_queue_delay` seconds unread in the socket while the delay has stayed past it for `late_for` seconds
+    (the server is behind, not just paused a moment), or that finds `max_setups` calls
+    being set up, gets `503` with `Retry-After: retry_after` before any call state or media port exists."""
+
+    max_queue_delay: float = Field(default=0.2, gt=0, le=30)
+    late_for: float = Field(default=0.1, ge=0, le=30)
+    max_setups: int = Field(default=1000, ge=1)
+    retry_after: int = Field(default=5, ge=0, le=3600)
+
+
 def _default_listen() -> tuple[ListenAddress, ...]:
     return (ListenAddress("udp", "0.0.0.0", 5060), ListenAddress("tcp", "0.0.0.0", 5060))
 
@@ -364,6 +376,13 @@ class Sip(_Model):
     registration: Registration = Registration()
     limits: Limits = Limits()
     timers: SipTimers = SipTimers()
+    admission: AdmissionLimits = AdmissionLimits()
+    drain_seconds: float = Field(default=60.0, ge=0)
+    """On SIGTERM, how long live calls may go on before Hatif ends them (BYE, CDR) and exits."""
+    session_expires: int = Field(default=1800, ge=1)
+    """RFC 4028 session interval Hatif asks for and uses when the caller asks none (seconds)."""
+    min_se: int = Field(default=90, ge=1)
+    """The smallest session interval accepted (RFC 4028: 90 s); below gets 422. Lower only for tests."""
 
     @field_validator("user_agent")
     @classmethod
@@ -378,6 +397,8 @@ class Sip(_Model):
             if address in seen:
                 problems.append((("listen", i), f"{address} is listed twice (first at listen[{seen[address]}])"))
             seen.setdefault(address, i)
+        if self.session_expires < self.min_se:
+            problems.append((("session_expires",), f"{self.session_expires} is below min_se ({self.min_se})"))
         if problems:
             raise _problems(problems)
         return self
@@ -429,6 +450,8 @@ class Media(_Model):
     latch_window: float = Field(default=5.0, gt=0, le=60)
     """Seconds after the answer in which symmetric RTP may learn a source the SDP does not name."""
     greeting: dict[Language, str] = Field(default_factory=dict)
+    rtp_timeout: float = Field(default=30.0, ge=0)
+    """Seconds without RTP on an answered leg (not on hold) before Hatif ends the call; 0 turns it off."""
 
     @model_validator(mode="after")
     def _range(self) -> Media:
@@ -593,6 +616,8 @@ class Tenant(_Model):
     """Why an agent is not ready (break, lunch, ...): the codes agents choose from and reports group by."""
     digest_algorithms: DigestAlgorithms | None = None
     """The tenant's digest algorithms, in challenge order (`security.digest_algorithms` when absent)."""
+    max_call_seconds: float | None = Field(default=None, gt=0)
+    """The longest a call of this tenant may last before Hatif ends it (BYE, cause max_duration); none: no limit."""
 
     _by_extension: dict[str, User] = PrivateAttr(default_factory=dict)
 

@@ -455,6 +455,7 @@ class Call:
     def on_leg_answered(self, leg: SipLeg) -> None:
         if leg is self.caller:
             self.control.stats["answered"] += 1
+            self.control.setup_done(leg)
 
     def on_leg_ended(self, leg: SipLeg) -> None:
         self.leave_conference(leg)

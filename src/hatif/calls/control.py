@@ -12,12 +12,16 @@ caller's leg, routes the dialed number through the tenant's dial plan, and start
   queues) gets the `Call` (a `hatif.calls.api.Channel`) and runs as a task; the call ends when it returns.
 
 Events: every state change is a `CallEvent` (kinds: call.started, leg.ringing, leg.answered, leg.held,
-leg.resumed, leg.ended, call.bridged, call.unbridged, dtmf, record.started, record.done, transfer,
+leg.resumed, leg.timeout, leg.ended, call.bridged, call.unbridged, dtmf, record.started, record.done, transfer,
 conference.joined, conference.left, ivr.node, media.latched, call.ended), kept in a bounded deque and passed
 to listeners. `media.latched` says which address a leg's RTP is taken from (`old`, `new`, the SDP's `sdp`),
 each time it is first taken and each time it moves; `leg.ended` carries the leg's RTP counters (`rtp`:
 received, relayed, sent, and dropped by source, as invalid, or failing SRTP authentication).
 When a call ends its call detail record is handed to the `on_record` hooks (the store writes it).
+
+No call lives forever (`calls.guard`): one sweep every half second ends calls whose RTP stopped, whose
+RFC 4028 session timer expired, or that outlived their tenant's maximum, and sends Hatif's own session
+refreshes. Calls being set up are counted for the SIP server's admission control.
 """
 
 from __future__ import annotations
@@ -40,12 +44,14 @@ from ..sip.headers import Headers, NameAddr
 from ..sip.message import Request, Response, make_response
 from ..sip.sdp import SdpError
 from ..sip.server import Caller, ServerTx, SipServer, Target
+from ..sip.session_timer import TooSmall, uas_timer
 from ..sip.transaction import Action, DeliverResponse, ServerInviteTransaction
 from ..sip.transport import Peer
 from ..sip.uri import URI
 from ..store.records import CallRecord
 from .api import CallEvent, Hangup, Outcome
 from .call import Call, Conference
+from .guard import CallLimits, call_too_long, check_leg
 from .leg import LegState, MediaPolicy, SipLeg
 
 log = logging.getLogger(__name__)
@@ -74,8 +80,9 @@ class CallControl:
     """Takes the INVITEs the SIP server accepted; owns every call, leg and conference of this Hatif."""
 
     def __init__(self, server: SipServer, media: MediaEngine, prompts: PromptCache, *, record: bool = False,
-                 recordings: Path | None = None) -> None:
+                 recordings: Path | None = None, limits: CallLimits | None = None) -> None:
         self.server = server
+        self.limits = limits or CallLimits()
         self.media = media
         self.prompts = prompts
         self.loop = server.loop
@@ -97,6 +104,9 @@ class CallControl:
         self._by_server_tx: dict[int, SipLeg] = {}
         self._by_out_call_id: dict[str, SipLeg] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._setting_up: set[SipLeg] = set()  # inbound legs not yet answered or ended (admission counts them)
+        self.ended_by: dict[str, int] = {"rtp_timeout": 0, "session_expired": 0, "max_duration": 0}
+        self._sweep_timer: asyncio.TimerHandle | None = self.loop.call_later(self.limits.sweep, self._sweep)
         server.handler = self
 
     # -- events ---------------------------------------------------------------------------------------
@@ -157,6 +167,11 @@ class CallControl:
         if target is None:
             srv.respond(tx, make_response(request, 404, to_tag=tag))
             return
+        timer = uas_timer(request, self.limits.min_se, self.limits.session_expires)
+        if isinstance(timer, TooSmall):
+            srv.respond(tx, make_response(request, 422, "Session Interval Too Small", to_tag=tag,
+                                          extra=[("Min-SE", str(timer.min_se))]))
+            return
         try:
             media = self.media.open_leg()
         except MediaError as e:
@@ -175,6 +190,7 @@ class CallControl:
         leg = SipLeg(self, call, "inbound", peer, media, name, request, tag,
                      self.media_policy(caller.tenant, caller.kind, caller.name))
         leg.server_tx = tx
+        leg.set_session_timer(timer, we_are_uac=False)
         if request.body:
             try:
                 leg.answer_sdp(request.body)
@@ -187,6 +203,8 @@ class CallControl:
         self.calls[call.id] = call
         self._legs[(request.call_id, tag)] = leg
         self._by_server_tx[id(tx)] = leg
+        self._setting_up.add(leg)
+        srv.admission.setup_started()
         self.stats["calls"] += 1
         self.emit(call, "call.started", leg, caller=name, called=number, target=f"{target.kind}:{target.name}")
         if target.kind == "app":
@@ -342,6 +360,9 @@ class CallControl:
             ("Max-Forwards", str((mf if mf is not None else 70) - 1)),
             ("User-Agent", srv.settings.user_agent),
             ("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, REFER, NOTIFY"),
+            ("Supported", "timer"),
+            ("Session-Expires", str(self.limits.session_expires)),
+            ("Min-SE", str(self.limits.min_se)),
         ])
         return Request(h, b"", "INVITE", ruri)
 
@@ -353,6 +374,13 @@ class CallControl:
             self._by_server_tx.pop(id(leg.server_tx), None)
         if leg.direction == "outbound":
             self._by_out_call_id.pop(invite.call_id, None)
+        self.setup_done(leg)
+
+    def setup_done(self, leg: SipLeg) -> None:
+        """An inbound leg was answered or ended: it no longer counts as a call being set up."""
+        if leg in self._setting_up:
+            self._setting_up.discard(leg)
+            self.server.admission.setup_finished()
 
     def call_ended(self, call: Call) -> None:
         self.calls.pop(call.id, None)
@@ -366,6 +394,58 @@ class CallControl:
                 hook(record)
             except Exception:
                 log.exception("call record hook failed", extra={"fields": {"call": call.id}})
+
+    # -- no call lives forever -----------------------------------------------------------------------
+
+    def _sweep(self) -> None:
+        """Every `limits.sweep` seconds: refresh sessions Hatif refreshes, end calls that must end."""
+        now = self.loop.time()
+        self._sweep_timer = self.loop.call_later(self.limits.sweep, self._sweep)
+        for call in list(self.calls.values()):
+            if call_too_long(call.started, now, call.tenant, self.limits):
+                self.end_call(call, "max_duration")
+                continue
+            for leg in call.legs:
+                if leg.state is not LegState.ANSWERED:
+                    continue
+                try:
+                    verdict = check_leg(leg, now, self.limits)
+                except Exception:
+                    log.exception("call check failed", extra={"fields": {"call": call.id}})
+                    continue
+                if verdict == "refresh":
+                    leg.refresh_session()
+                elif verdict is not None:
+                    self.end_leg(leg, verdict)
+
+    def end_leg(self, leg: SipLeg, cause: str) -> None:
+        """End one leg for a reason of Hatif's (BYE, the cause in the CDR, a `leg.timeout` event); when it is
+        the caller's, the call ends with it."""
+        if leg.ended:
+            return
+        if cause in self.ended_by:
+            self.ended_by[cause] += 1
+        log.info("ending leg", extra={"fields": {"call": leg.call.id, "leg": leg.id, "cause": cause}})
+        self.emit(leg.call, "leg.timeout", leg, cause=cause)
+        leg.hangup(cause)
+
+    def end_call(self, call: Call, cause: str) -> None:
+        """End every leg of a call with `cause` (its maximum length passed, or Hatif stops)."""
+        for leg in list(call.legs):
+            if not leg.ended:
+                self.end_leg(leg, cause)
+
+    def end_all(self, cause: str) -> int:
+        """End every live call (the drain deadline passed, or a second SIGTERM); returns how many."""
+        calls = list(self.calls.values())
+        for call in calls:
+            self.end_call(call, cause)
+        return len(calls)
+
+    def session_refresh_failed(self, leg: SipLeg, status: int) -> None:
+        """Hatif's session refresh got 408 or 481 (or no answer): the dialog is gone (RFC 4028 §10)."""
+        log.info("session refresh failed", extra={"fields": {"call": leg.call.id, "status": status}})
+        self.end_leg(leg, "session_expired")
 
     # -- conferences ----------------------------------------------------------------------------------
 
@@ -448,6 +528,9 @@ class CallControl:
         return sum(leg.dialog is not None for call in self.calls.values() for leg in call.legs)
 
     def close(self) -> None:
+        if self._sweep_timer is not None:
+            self._sweep_timer.cancel()
+            self._sweep_timer = None
         for call in list(self.calls.values()):
             for leg in call.legs:
                 if not leg.ended:

@@ -37,6 +37,7 @@ from ..sip.sdp import (
     make_offer,
     negotiated,
 )
+from ..sip.session_timer import SessionTimer, TooSmall, refreshed, session_expires_of, uac_timer
 from ..sip.transaction import (
     Action,
     ClientInviteTransaction,
@@ -70,6 +71,11 @@ class MediaPolicy:
 
 def _address(addr: tuple[str, int] | None) -> str | None:
     return None if addr is None else f"{addr[0]}:{addr[1]}"
+
+
+def _allows_update(message: Request | Response) -> bool:
+    """Whether the party's Allow lists UPDATE (RFC 3311), so a session refresh may do without SDP."""
+    return any(m.strip().upper() == "UPDATE" for v in message.headers.get_all("Allow") for m in v.split(","))
 
 
 class LegState(enum.Enum):
@@ -145,6 +151,15 @@ class SipLeg:
         self._pending_bye = False
         self.on_digit: Callable[[str], None] | None = None
         self.listening = False
+        # RFC 4028: the session interval, whether Hatif is the refresher, and when it was last refreshed.
+        self.session_interval: int | None = None
+        self.we_refresh = False
+        self.refreshed_at = self.started
+        self.refreshing = False
+        self.peer_allows_update = _allows_update(invite)
+        # RTP inactivity (`media.rtp_timeout`): the packet count last seen, and since when it has not moved.
+        self.rtp_seen = -1
+        self.rtp_since = self.started
 
     def listen(self) -> None:
         """Start hearing this party's digits (RFC 4733, or in-band tones when the phone negotiated none).
@@ -311,6 +326,7 @@ class SipLeg:
         else:
             body = self.local_sdp.serialize()
         extra.append(("Content-Type", "application/sdp"))
+        extra += self._timer_headers()
         ok = make_response(self.invite, 200, "OK", self.tag, body, extra)
         self.dialog = Dialog.uas(self.invite, self.tag)
         srv.respond(self.server_tx, ok)
@@ -319,6 +335,80 @@ class SipLeg:
         self._retransmit_until = srv.now() + 64 * srv.settings.timers.t1
         self._timers.append(srv.loop.call_later(self._retransmit, self._retransmit_ok))
         self._answered()
+
+    def set_session_timer(self, timer: SessionTimer, we_are_uac: bool) -> None:
+        """The negotiated RFC 4028 timer; `refresher` is relative to the transaction that set it."""
+        self.session_interval = timer.interval
+        self.we_refresh = (timer.refresher == "uac") == we_are_uac
+        self.refreshed_at = self.control.loop.time()
+
+    def _timer_headers(self, *, as_uac: bool = False) -> list[tuple[str, str]]:
+        """Supported/Session-Expires (and Require when the party refreshes) for a 2xx or a refresh we send."""
+        if self.session_interval is None:
+            return [("Supported", "timer")]
+        # The refresher parameter names a role in this transaction (RFC 4028 §4): we are its UAC or UAS.
+        ours = "uac" if as_uac else "uas"
+        theirs = "uas" if as_uac else "uac"
+        out = [("Supported", "timer"),
+               ("Session-Expires", f"{self.session_interval};refresher={ours if self.we_refresh else theirs}")]
+        if not self.we_refresh and not as_uac:
+            out.append(("Require", "timer"))
+        return out
+
+    def session_deadline(self) -> float | None:
+        """When this session expires unless refreshed (None: no session timer)."""
+        if self.session_interval is None:
+            return None
+        interval = self.session_interval
+        if self.we_refresh:
+            return self.refreshed_at + interval
+        return self.refreshed_at + interval - min(32.0, interval / 3)  # RFC 4028 §10: BYE a little early
+
+    def refresh_due(self, now: float) -> bool:
+        return (self.we_refresh and self.session_interval is not None and not self.refreshing
+                and self.state is LegState.ANSWERED and now >= self.refreshed_at + self.session_interval / 2)
+
+    def refresh_session(self) -> None:
+        """Refresh the session (RFC 4028 §7.4, §10): UPDATE without a body when the party allows it, else a
+        re-INVITE with our current SDP unchanged (same version: no change to the media, RFC 3264 §8)."""
+        dialog = self.dialog
+        if dialog is None or self.state is not LegState.ANSWERED or self.local_sdp is None:
+            return
+        srv = self.control.server
+        self.refreshing = True
+        headers = self._timer_headers(as_uac=True)
+        if self.peer_allows_update:
+            out = dialog.create_request("UPDATE", b"", headers)
+        else:
+            out = dialog.create_request("INVITE", self.local_sdp.serialize(),
+                                        [("Content-Type", "application/sdp"), *headers])
+        out.headers.add("Contact", str(NameAddr(srv.contact_uri(self.peer.transport, "hatif"))))
+
+        def answered(action: Action) -> None:
+            if isinstance(action, DeliverResponse) and action.response.status < 200:
+                return
+            self.refreshing = False
+            if self.state is not LegState.ANSWERED:
+                return
+            if isinstance(action, TimedOut):
+                self.control.session_refresh_failed(self, 408)
+                return
+            if not isinstance(action, DeliverResponse):
+                return
+            resp = action.response
+            if out.method == "INVITE" and resp.status < 300 and self.dialog is not None:
+                srv.send_ack(self.dialog.create_ack(out), self.peer)
+            if resp.status < 300:
+                timer = uac_timer(resp)
+                if timer is not None:
+                    self.set_session_timer(timer, we_are_uac=True)
+                else:
+                    self.refreshed_at = self.control.loop.time()
+            elif resp.status in (405, 501) and out.method == "UPDATE":
+                self.peer_allows_update = False  # try a re-INVITE at once
+            elif resp.status in (408, 481):
+                self.control.session_refresh_failed(self, resp.status)  # RFC 5057: the dialog is gone
+        srv.send_request(out, self.peer, answered)
 
     def _retransmit_ok(self) -> None:
         if self.acked or self.state is not LegState.ANSWERED or self._ok is None:
@@ -425,6 +515,10 @@ class SipLeg:
         self.dialog = dialog
         ack = dialog.create_ack(self.invite)
         srv.send_ack(ack, self.peer)
+        timer = uac_timer(resp)
+        if timer is not None:
+            self.set_session_timer(timer, we_are_uac=True)
+        self.peer_allows_update = _allows_update(resp)
         self._ok = bytes(ack)  # for an outbound leg, what answers a retransmitted 2xx is the ACK
         if self.state is LegState.ENDED or self._cancel_pending:
             self._bye()  # answered after we gave up (RFC 3261 §9.1: the race with CANCEL)
@@ -575,6 +669,21 @@ class SipLeg:
         srv = self.control.server
         was_held = self.remote_held
         extra = [("Contact", str(NameAddr(srv.contact_uri(self.peer.transport, "hatif"))))]
+        if self.session_interval is not None:
+            current = SessionTimer(self.session_interval, "uas" if self.we_refresh else "uac")
+            timer = refreshed(request, current, self.control.limits.min_se)
+            if isinstance(timer, TooSmall):
+                srv.respond(tx, make_response(request, 422, "Session Interval Too Small",
+                                              extra=[("Min-SE", str(timer.min_se))]))
+                return
+            self.set_session_timer(timer, we_are_uac=False)
+            extra += self._timer_headers()
+        elif session_expires_of(request) is not None:
+            extra.append(("Supported", "timer"))
+        if request.method == "UPDATE" and not request.body:
+            srv.respond(tx, make_response(request, 200, "OK", self.tag if self.direction == "inbound" else None,
+                                          b"", extra))
+            return
         if request.body:
             try:
                 self.sdp_version += 1

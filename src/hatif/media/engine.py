@@ -609,4 +609,6 @@ class MediaEngine:
             "dropped_auth": sum(leg.dropped_auth for leg in legs),
             "latches": self.latches,
             "late_ticks": self.late_ticks,
+            "ports_in_use": len(legs),
+            "ports_free": len(self._free),
         }

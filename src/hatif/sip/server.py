@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 from . import auth as digest
+from .admission import Admission, AdmissionSettings, Refusal, Shedder
 from .errors import ParseError
 from .headers import Via
 from .message import Request, Response, make_response, parse_message
@@ -105,6 +106,7 @@ class SipSettings:
     user_request_burst: int = 500
     nonce_lifetime: float = 300.0
     secret: bytes = field(default_factory=lambda: secrets.token_bytes(32))
+    admission: AdmissionSettings = field(default_factory=AdmissionSettings)
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,7 +153,19 @@ class SipServer:
         self.stats = {"received": 0, "parse_errors": 0, "dropped_banned": 0, "dropped_own": 0, "auth_failures": 0,
                       "bad_requests_answered": 0, "rate_limited": 0}
         self._own: set[tuple[str, int]] = set()  # our own listening addresses
-        self.draining = False
+        self.admission = Admission(self.settings.admission)
+        self.shedder = Shedder(self.settings.admission.retry_after, window=64 * self.settings.timers.t1)
+        self.transports.delay.shed = self._shed
+        self._shed_logged = 0.0
+
+    @property
+    def draining(self) -> bool:
+        """Set on SIGTERM: new calls, registrations and OPTIONS are answered 503 (SECURITY.md: draining)."""
+        return self.admission.draining
+
+    @draining.setter
+    def draining(self, value: bool) -> None:
+        self.admission.draining = value
 
     # -- lifecycle ------------------------------------------------------------------------------------
 
@@ -375,8 +389,7 @@ class SipServer:
             if not matched and trusted is None:
                 self._unproven(peer, now)
             return
-        if self.draining and method in ("INVITE", "REGISTER") and not req.to.tag:
-            self.respond_stateless(req, 503, peer, extra=[("Retry-After", "30")])
+        if not req.to.tag and self._refused(req, peer, now):
             return
         try:
             stx: ServerTx = (ServerInviteTransaction(req, peer.transport != "udp", self.settings.timers)
@@ -395,6 +408,67 @@ class SipServer:
                 reason = "Bad Request: " + "".join(c for c in e.reason if c.isprintable())[:100]
                 self.stats["bad_requests_answered"] += 1
                 self.respond(stx, make_response(req, 400, reason, to_tag=secrets.token_hex(6)))
+
+    def _shed(self, data: bytes, peer: Peer, delay: float) -> bool:
+        """Every UDP datagram, before parsing: the ACK of a raw refusal is dropped; while Hatif is behind
+        (`sip.admission.max_queue_delay`) a new INVITE is refused from its raw bytes. True: nothing more
+        to do with the datagram."""
+        if data[:4] == b"ACK ":
+            return self.shedder.drop_ack(data)
+        if not self.admission.observe(delay, self.now()) or data[:7] != b"INVITE ":
+            return False
+        if self.directory.trusted_peer(peer) is None and self.bans.is_banned(peer.host, self.now()):
+            return True
+        verdict = self.shedder.shed(data, self.now(), self.transactions.has_server)
+        if verdict is True or verdict is False:
+            return verdict
+        response, invite = verdict
+        self.admission.stats["refused_late"] += 1
+        self.transports.send(response, peer if invite.rport else Peer("udp", peer.host, invite.port))
+        self._log_refusals("late", self.now())
+        return True
+
+    def _refused(self, req: Request, peer: Peer, now: float) -> bool:
+        """Admission control for a request outside any dialog and transaction (`sip.admission`): a new
+        INVITE that waited too long unread or finds too many calls being set up, or anything new while
+        draining, gets 503 with Retry-After from a transaction of its own, before any call, dialog or media
+        state is made for it."""
+        refusal: Refusal | None
+        if req.method == "INVITE":
+            refusal = self.admission.invite(self.transports.delay.seconds, now)
+        else:
+            refusal = self.admission.other(req.method, now)
+        if refusal is None and req.method == "INVITE" and self.shedder.refused_before(req.top_via.branch):
+            refusal = Refusal(503, "Service Unavailable: overloaded", self.settings.admission.retry_after, "late")
+        if refusal is None:
+            return False
+        extra = [("Retry-After", str(refusal.retry_after))]
+        # A transaction of its own absorbs the INVITE's retransmissions and the ACK: a retransmission taken
+        # for a new INVITE once the load fell would be answered, to a caller who already had its 503.
+        stx: ServerTx = (ServerInviteTransaction(req, peer.transport != "udp", self.settings.timers)
+                         if req.method == "INVITE"
+                         else ServerNonInviteTransaction(req, peer.transport != "udp", self.settings.timers))
+        stx.user_data = self.response_peer(req, peer)
+        try:
+            self._run(stx, self.transactions.add_server(stx, now))
+        except TableFull:
+            self.respond_stateless(req, refusal.status, peer, refusal.reason, extra=extra)
+        else:
+            self.respond(stx, make_response(req, refusal.status, refusal.reason, to_tag=secrets.token_hex(6),
+                                            extra=extra))
+        self._log_refusals(refusal.cause, now)
+        return True
+
+    def _log_refusals(self, cause: str, now: float) -> None:
+        if now - self._shed_logged < 5.0:
+            return
+        self._shed_logged = now
+        since = self.admission.take_refusals_since()
+        log.warning("new calls refused", extra={"fields": {
+            "cause": cause, "since_s": round(now - since, 1) if since is not None else 0,
+            "queue_delay_ms": round(self.admission.take_worst_delay() * 1000),
+            "setups": self.admission.setups, **self.admission.stats,
+            "acks_dropped": self.shedder.stats["acks_dropped"]}})
 
     def _dispatch(self, req: Request, stx: ServerTx, peer: Peer, trusted: tuple[str, str] | None,
                   now: float) -> None:

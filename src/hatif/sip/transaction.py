@@ -695,6 +695,11 @@ class TransactionTable:
             return None
         return tx
 
+    def has_server(self, key: tuple[str, str, str]) -> bool:
+        """Whether a server transaction with this (branch, sent-by, method) key is held (admission control
+        asks before it refuses a request it read as raw bytes, so a retransmission is never refused)."""
+        return key in self._servers
+
     def match_cancel(self, cancel: Request) -> ServerInviteTransaction | None:
         """The INVITE server transaction a CANCEL targets: same branch and sent-by (RFC 3261 §9.2)."""
         branch, sent_by, _ = server_key(cancel)

@@ -13,6 +13,9 @@ import contextlib
 import errno
 import logging
 import socket
+import struct
+import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import cast
@@ -25,6 +28,8 @@ log = logging.getLogger(__name__)
 Addr = tuple[str, int]
 MAX_DATAGRAM = 65535
 UDP_BATCH = 64
+SO_TIMESTAMP = 29  # Linux: the kernel stamps each datagram with its arrival time (SCM_TIMESTAMP, a timeval)
+_TIMEVAL = struct.Struct("@qq")
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +48,22 @@ class Peer:
 Receiver = Callable[[bytes, Peer], None]
 
 
+class QueueDelay:
+    """How long the message being handled waited in its socket's queue before Hatif read it (seconds).
+
+    Read by admission control from inside the receiver: under overload the kernel's receive buffer is where
+    the backlog waits, so this is the age of a request when Hatif first sees it. UDP datagrams carry the
+    kernel's arrival stamp (Linux `SO_TIMESTAMP`); stream messages, or systems without the stamp, report 0."""
+
+    __slots__ = ("seconds", "shed")
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        # Each datagram goes to `shed` first with its delay (admission control's refusal from raw bytes);
+        # when it returns True the datagram was dealt with and is not parsed.
+        self.shed: Callable[[bytes, Peer, float], bool] | None = None
+
+
 def _family(host: str) -> socket.AddressFamily:
     return socket.AF_INET6 if ":" in host else socket.AF_INET
 
@@ -50,7 +71,8 @@ def _family(host: str) -> socket.AddressFamily:
 class UdpListener:
     """One bound UDP socket."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, host: str, port: int, receiver: Receiver) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, host: str, port: int, receiver: Receiver,
+                 delay: QueueDelay | None = None) -> None:
         self.loop = loop
         self.sock = socket.socket(_family(host), socket.SOCK_DGRAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
@@ -59,12 +81,19 @@ class UdpListener:
         self.sock.setblocking(False)
         self.receiver = receiver
         self.local: Addr = self.sock.getsockname()[:2]
-        loop.add_reader(self.sock.fileno(), self._readable)
+        self.delay = delay if delay is not None else QueueDelay()
+        self.stamped = False
+        if sys.platform == "linux":
+            with contextlib.suppress(OSError):
+                self.sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMP, 1)
+                self.stamped = True
+        loop.add_reader(self.sock.fileno(), self._readable_stamped if self.stamped else self._readable)
         self.dropped_sends = 0
 
     def _readable(self) -> None:
         recvfrom = self.sock.recvfrom
         receiver = self.receiver
+        self.delay.seconds = 0.0
         for _ in range(UDP_BATCH):
             try:
                 data, addr = recvfrom(MAX_DATAGRAM)
@@ -75,6 +104,34 @@ class UdpListener:
                 continue
             try:
                 receiver(data, Peer("udp", addr[0], addr[1]))
+            except Exception:  # the listener must survive any bug in a handler
+                log.exception("error handling a datagram", extra={"fields": {"source": f"{addr[0]}:{addr[1]}"}})
+
+    def _readable_stamped(self) -> None:
+        """The same batch read, noting each datagram's time in the kernel queue for admission control."""
+        recvmsg = self.sock.recvmsg
+        receiver = self.receiver
+        delay = self.delay
+        wall = time.time
+        unpack = _TIMEVAL.unpack_from
+        for _ in range(UDP_BATCH):
+            try:
+                data, ancdata, _flags, addr = recvmsg(MAX_DATAGRAM, 64)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as e:
+                log.debug("udp receive error", extra={"fields": {"error": str(e)}})
+                continue
+            delay.seconds = 0.0
+            for level, kind, stamp in ancdata:
+                if level == socket.SOL_SOCKET and kind == SO_TIMESTAMP and len(stamp) >= _TIMEVAL.size:
+                    sec, usec = unpack(stamp)
+                    delay.seconds = max(0.0, wall() - (sec + usec / 1e6))
+            peer = Peer("udp", addr[0], addr[1])
+            try:
+                if delay.shed is not None and delay.shed(data, peer, delay.seconds):
+                    continue
+                receiver(data, peer)
             except Exception:  # the listener must survive any bug in a handler
                 log.exception("error handling a datagram", extra={"fields": {"source": f"{addr[0]}:{addr[1]}"}})
 
@@ -111,6 +168,7 @@ class TcpConnection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         assert self.peer is not None
+        self.owner.delay.seconds = 0.0
         self.framer.feed(data)
         while True:
             try:
@@ -150,6 +208,7 @@ class TcpListener:
         self.server: asyncio.base_events.Server | None = None
         self.local: Addr = ("", 0)
         self._pending: dict[Addr, list[bytes]] = {}
+        self.delay = QueueDelay()
 
     async def start(self, host: str, port: int) -> None:
         self.server = await self.loop.create_server(
@@ -203,15 +262,17 @@ class TransportSet:
         self.max_message_size = max_message_size
         self.udp: list[UdpListener] = []
         self.tcp: list[TcpListener] = []
+        self.delay = QueueDelay()  # shared by every listener: the message being handled now
 
     async def listen(self, transport: str, host: str, port: int) -> Addr:
         """Start listening; returns the bound address (so port 0 picks a free port)."""
         if transport == "udp":
-            u = UdpListener(self.loop, host, port, self.receiver)
+            u = UdpListener(self.loop, host, port, self.receiver, self.delay)
             self.udp.append(u)
             return u.local
         if transport == "tcp":
             t = TcpListener(self.loop, self.receiver, self.max_message_size)
+            t.delay = self.delay
             await t.start(host, port)
             self.tcp.append(t)
             return t.local
