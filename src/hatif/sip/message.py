@@ -208,7 +208,9 @@ def parse_message(data: bytes, max_headers: int = MAX_HEADERS) -> Request | Resp
         raise ParseError(f"message head is not UTF-8 (byte {e.start})") from None
     lines = head.split("\n")
     start = lines[0].rstrip("\r")
-    msg, start_error = _parse_start_line(start)
+    msg, fault = _parse_start_line(start)
+    # A fault found from here on is raised once all headers are read (the first fault wins), so that the
+    # request can still be answered with it.
     items: list[tuple[str, str]] = []
     seen: set[str] = set()
     for raw in lines[1:]:
@@ -218,25 +220,29 @@ def parse_message(data: bytes, max_headers: int = MAX_HEADERS) -> Request | Resp
         if line[0] in " \t":
             # Header folding, RFC 3261 §7.3.1: a continuation line joins the previous value.
             if not items:
-                raise ParseError("continuation line before the first header", msg)
+                fault = fault or ParseError("continuation line before the first header")
+                continue
             n, v = items[-1]
             items[-1] = (n, f"{v} {line.strip()}" if v else line.strip())
             continue
         colon = line.find(":")
         if colon <= 0:
-            raise ParseError(f"header line without a name: {line[:40]!r}", msg)
+            fault = fault or ParseError(f"header line without a name: {line[:40]!r}")
+            continue
         name = line[:colon].rstrip()
         canon = _KNOWN_SPELLINGS.get(name)
         if canon is None:
             if not abnf.header_name.fullmatch(name):
-                raise ParseError(f"bad header name {name[:40]!r}", msg)
+                fault = fault or ParseError(f"bad header name {name[:40]!r}")
+                continue
             canon = canonical_name(name)
         if canon in _SINGLE:
             if canon in seen:
-                raise ParseError(f"more than one {canon} header", msg)
+                fault = fault or ParseError(f"more than one {canon} header")
             seen.add(canon)
         items.append((canon, line[colon + 1 :].strip()))
         if len(items) > max_headers:
+            msg.headers = Headers._trusted(items)
             raise ParseError(f"more than {max_headers} headers", msg)
     # Comma lists (§7.3.1) become one entry per element.
     if any("," in v and n.lower() in LIST_HEADERS for n, v in items):
@@ -248,8 +254,8 @@ def parse_message(data: bytes, max_headers: int = MAX_HEADERS) -> Request | Resp
                 expanded.append((n, v))
         items = expanded
     msg.headers = Headers._trusted(items)
-    if start_error is not None:
-        raise ParseError(start_error.reason, msg, start_error.status)
+    if fault is not None:
+        raise ParseError(fault.reason, msg, fault.status)
     length_text = msg.headers.get("Content-Length")
     if length_text is not None:
         if not length_text.isdigit() or len(length_text) > 9:

@@ -22,8 +22,9 @@ from typing import Literal, Protocol
 
 from . import auth as digest
 from .errors import ParseError
-from .headers import Via
-from .message import Request, Response, make_response, parse_message
+from .headers import Via, parse_via
+from .inspection import inspect_request
+from .message import REASONS, Request, Response, make_response, parse_message
 from .registrar import RegistrarPolicy, Registry
 from .security import BanList
 from .transaction import (
@@ -48,6 +49,9 @@ log = logging.getLogger(__name__)
 ClientTx = ClientInviteTransaction | ClientNonInviteTransaction
 ServerTx = ServerInviteTransaction | ServerNonInviteTransaction
 ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, INFO, UPDATE, REFER, NOTIFY"
+# Methods answered outside a dialog (BYE, INFO, UPDATE and PRACK with a 481); others are 405 or 501.
+OUT_OF_DIALOG = frozenset(("OPTIONS", "REGISTER", "INVITE", "BYE", "INFO", "UPDATE", "PRACK"))
+MAGIC_COOKIE = "z9hG4bK"
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,9 +263,8 @@ class SipServer:
         """Where responses go (RFC 3261 §18.2.2, RFC 3581): the source address for rport or streams."""
         if peer.transport != "udp":
             return peer
-        try:
-            via = request.top_via
-        except ParseError:
+        via = via_to_answer(request)
+        if via is None:
             return peer
         if via.param("rport") is not None:
             return peer
@@ -302,20 +305,18 @@ class SipServer:
         self._on_request(msg, peer, trusted, now)
 
     def _answer_bad(self, error: ParseError, peer: Peer) -> None:
+        """A request the parser refused is answered (400, or 505 for another SIP-Version) when its top Via
+        names where the answer goes; with no readable Via there is nowhere to answer, and it is dropped."""
         partial = error.partial
         log.info("bad message", extra={"fields": {"source": f"{peer.host}:{peer.port}", "error": error.reason}})
         if not isinstance(partial, Request) or partial.method == "ACK":
             return
-        h = partial.headers
-        if not all(h.get(n) for n in ("Via", "From", "To", "Call-ID", "CSeq")):
+        if via_to_answer(partial) is None:
             return
-        try:
-            partial.top_via  # noqa: B018 - a Via we cannot read leaves nowhere to answer
-        except ParseError:
-            return
-        reason = "Bad Request: " + "".join(c for c in error.reason if c.isprintable())[:100]
+        status = error.status
+        reason = f"{REASONS.get(status, 'Bad Request')}: " + "".join(c for c in error.reason if c.isprintable())[:100]
         self.stats["bad_requests_answered"] += 1
-        self.respond_stateless(partial, 400, peer, reason)
+        self.respond_stateless(partial, status, peer, reason)
 
     def _on_response(self, response: Response) -> None:
         tx = self.transactions.match_response(response)
@@ -329,6 +330,13 @@ class SipServer:
 
     def _on_request(self, req: Request, peer: Peer, trusted: tuple[str, str] | None, now: float) -> None:
         via = req.top_via
+        if via.branch == MAGIC_COOKIE:
+            # The magic cookie with no identifier after it: no transaction can be told apart by it. RFC 4475
+            # §3.2.1 prefers a stateless 400 (the peer's other requests will carry the same branch).
+            if req.method != "ACK":
+                self.stats["bad_requests_answered"] += 1
+                self.respond_stateless(req, 400, peer, "Bad Request: Via branch is z9hG4bK with no identifier")
+            return
         # RFC 3581: note where the request really came from, for the responses and for NAT.
         if via.param("rport") is not None or via.host != peer.host:
             params: list[tuple[str, str | None]] = []
@@ -385,6 +393,11 @@ class SipServer:
             else:
                 self.respond(stx, make_response(req, 481))
             return
+        refusal = inspect_request(req, OUT_OF_DIALOG, ALLOW)
+        if refusal is not None:
+            self.respond(stx, make_response(req, refusal.status, refusal.reason, to_tag=secrets.token_hex(6),
+                                            extra=list(refusal.extra)))
+            return
         if method == "OPTIONS":
             self._options(req, stx)
         elif method == "REGISTER":
@@ -392,10 +405,8 @@ class SipServer:
         elif method == "INVITE":
             assert isinstance(stx, ServerInviteTransaction)
             self._invite(req, stx, peer, trusted, now)
-        elif method in ("BYE", "INFO", "UPDATE", "PRACK"):
+        else:  # BYE, INFO, UPDATE, PRACK outside a dialog (inspect_request refused the rest)
             self.respond(stx, make_response(req, 481, to_tag=secrets.token_hex(6)))
-        else:
-            self.respond(stx, make_response(req, 405, to_tag=secrets.token_hex(6), extra=[("Allow", ALLOW)]))
 
     def _options(self, req: Request, tx: ServerTx) -> None:
         self.respond(tx, make_response(req, 200, to_tag=req.to.tag or secrets.token_hex(6), extra=[
@@ -521,3 +532,19 @@ def _claimed_user(creds: str) -> str:
         return str(digest.parse_credentials(creds).get("username", ""))
     except digest.AuthError:
         return ""
+
+
+def via_to_answer(request: Request) -> Via | None:
+    """The top Via as far as a response needs it (RFC 3261 §18.2.2): parsed whole, or, when its parameters
+    are broken (RFC 4475 §3.1.2.1 `;;,;,,`), its sent-protocol and sent-by alone. None: no answer possible."""
+    text = request.headers.get("Via")
+    if text is None:
+        return None
+    try:
+        return parse_via(text)
+    except ParseError:
+        pass
+    try:
+        return parse_via(text.partition(";")[0])
+    except ParseError:
+        return None
