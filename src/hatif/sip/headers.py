@@ -368,9 +368,11 @@ def parse_via(text: str) -> Via:
 def _parse_via_plain(text: str) -> Via | None:
     """The fast path for what user agents send: `SIP/2.0/UDP host[:port][;params]`, single SPs. None for
     anything else (LWS around `/` or `:`, tabs), which the full rule reads."""
+    if "\t" in text:
+        return None
     proto, _, rest = text.strip().partition(" ")
     parts = proto.split("/")
-    if len(parts) != 3 or parts[0].upper() != "SIP" or not parts[2] or "\t" in rest:
+    if len(parts) != 3 or parts[0].upper() != "SIP" or not parts[2]:
         return None
     hp, _, ptext = rest.strip().partition(";")
     m = abnf.hostport.fullmatch(hp.rstrip())

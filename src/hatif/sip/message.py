@@ -222,8 +222,10 @@ def parse_message(data: bytes, max_headers: int = MAX_HEADERS) -> Request | Resp
             if not items:
                 fault = fault or ParseError("continuation line before the first header")
                 continue
-            n, v = items[-1]
-            items[-1] = (n, f"{v} {line.strip()}" if v else line.strip())
+            more = line.strip()
+            if more:
+                n, v = items[-1]
+                items[-1] = (n, f"{v} {more}" if v else more)
             continue
         colon = line.find(":")
         if colon <= 0:
