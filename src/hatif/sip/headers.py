@@ -292,7 +292,7 @@ def _parse_name_addr(text: str) -> NameAddr:
         # comma, question mark or semicolon must be in <> (RFC 3261 §20.10).
         uri_text, _, ptext = text.partition(";")
         uri_text = uri_text.rstrip()
-        if any(c in uri_text for c in " \t,"):
+        if " " in uri_text or "\t" in uri_text or "," in uri_text:
             raise ParseError(f"bad address {text[:80]!r}")
         if "?" in uri_text:
             raise ParseError(f"URI with headers not in <...>: {uri_text[:60]!r} (RFC 3261 §20.10)")
@@ -308,7 +308,7 @@ def _parse_name_addr(text: str) -> NameAddr:
     if gt < 0:
         raise ParseError(f"unterminated <...> in address {text[:80]!r}")
     uri_text = text[lt + 1 : gt]
-    if any(c in uri_text for c in " \t\r\n"):
+    if " " in uri_text or "\t" in uri_text or "\n" in uri_text:
         # LAQUOT and RAQUOT allow LWS outside the brackets only (RFC 4475 §3.1.2.14).
         raise ParseError(f"whitespace inside <{uri_text[:60]}>")
     uri = parse_uri(uri_text)
@@ -378,9 +378,11 @@ def _parse_via_plain(text: str) -> Via | None:
     m = abnf.hostport.fullmatch(hp.rstrip())
     if not m:
         return None
-    check_host(m.group("host"), "Via")
+    host = m.group("host")
+    if host[0] == "[":
+        check_host(host, "Via")
     port = int(m.group("port")) if m.group("port") else None
-    return Via(parts[2].upper(), m.group("host"), port, parse_params(ptext, "Via"))
+    return Via(parts[2].upper(), host, port, parse_params(ptext, "Via"))
 
 
 def _parse_via_lws(text: str) -> Via:

@@ -29,10 +29,6 @@ from .headers import (
 from .uri import URI, parse_uri
 
 MAX_HEADERS = 128
-# Header names as most user agents write them, mapped to their canonical form without a regex check.
-_KNOWN_SPELLINGS: dict[str, str] = {c: c for c in CANONICAL.values()}
-_KNOWN_SPELLINGS.update({c.lower(): c for c in CANONICAL.values()})
-_KNOWN_SPELLINGS.update({"Call-Id": "Call-ID", "Cseq": "CSeq", "Www-Authenticate": "WWW-Authenticate"})
 
 REASONS = {
     100: "Trying", 180: "Ringing", 181: "Call Is Being Forwarded", 182: "Queued",
@@ -188,7 +184,21 @@ def _split_head(data: bytes) -> tuple[bytes, bytes]:
 
 # Header fields that are not comma lists may appear once (RFC 3261 §7.3.1); a second To, From, Call-ID,
 # CSeq, Max-Forwards or Content-Length leaves the message ambiguous (RFC 4475 §3.3.8, §3.3.9).
-_SINGLE = frozenset(("To", "From", "Call-ID", "CSeq", "Max-Forwards", "Content-Length", "Content-Type"))
+_SINGLE = ("To", "From", "Call-ID", "CSeq", "Max-Forwards", "Content-Length", "Content-Type")
+_MANDATORY = ("Via", "From", "To", "Call-ID", "CSeq")  # RFC 3261 §8.1.1, in the order they are reported
+# Headers looked at while the lines are read, each with a bit of an int mask (no set or dict is built per
+# message): the single ones, and Via for the mandatory check; 0 for Contact and Date, which are validated
+# with the mandatory headers.
+_BIT = {name: 1 << i for i, name in enumerate((*_SINGLE, "Via"))}
+_SINGLE_MASK = sum(_BIT[n] for n in _SINGLE)
+_MANDATORY_MASK = sum(_BIT[n] for n in _MANDATORY)
+_WATCHED: dict[str, int] = {**_BIT, "Contact": 0, "Date": 0}
+# Header names as most user agents write them -> (canonical name, watch bit or None), without a regex check.
+_KNOWN_SPELLINGS: dict[str, tuple[str, int | None]] = {}
+for _c in CANONICAL.values():
+    _KNOWN_SPELLINGS[_c] = _KNOWN_SPELLINGS[_c.lower()] = (_c, _WATCHED.get(_c))
+for _spelling, _c in (("Call-Id", "Call-ID"), ("Cseq", "CSeq"), ("Www-Authenticate", "WWW-Authenticate")):
+    _KNOWN_SPELLINGS[_spelling] = (_c, _WATCHED.get(_c))
 
 
 def parse_message(data: bytes, max_headers: int = MAX_HEADERS) -> Request | Response:
@@ -212,7 +222,9 @@ def parse_message(data: bytes, max_headers: int = MAX_HEADERS) -> Request | Resp
     # A fault found from here on is raised once all headers are read (the first fault wins), so that the
     # request can still be answered with it.
     items: list[tuple[str, str]] = []
-    seen: set[str] = set()
+    seen = 0
+    checked: list[int] = []  # where Contact and Date are in items, validated with the mandatory headers
+    length_at = -1  # where Content-Length is
     for raw in lines[1:]:
         line = raw.rstrip("\r")
         if not line:
@@ -232,20 +244,30 @@ def parse_message(data: bytes, max_headers: int = MAX_HEADERS) -> Request | Resp
             fault = fault or ParseError(f"header line without a name: {line[:40]!r}")
             continue
         name = line[:colon].rstrip()
-        canon = _KNOWN_SPELLINGS.get(name)
-        if canon is None:
+        known = _KNOWN_SPELLINGS.get(name)
+        if known is None:
             if not abnf.header_name.fullmatch(name):
                 fault = fault or ParseError(f"bad header name {name[:40]!r}")
                 continue
             canon = canonical_name(name)
-        if canon in _SINGLE:
-            if canon in seen:
+            bit = _WATCHED.get(canon)
+        else:
+            canon, bit = known
+        if bit is not None:
+            if not bit:
+                checked.append(len(items))
+            elif seen & bit & _SINGLE_MASK:
                 fault = fault or ParseError(f"more than one {canon} header")
-            seen.add(canon)
+            elif canon == "Content-Length":
+                length_at = len(items)
+            seen |= bit
         items.append((canon, line[colon + 1 :].strip()))
         if len(items) > max_headers:
             msg.headers = Headers._trusted(items)
             raise ParseError(f"more than {max_headers} headers", msg)
+    # (values complete now that folded lines are joined)
+    watched = [items[i] for i in checked] if checked else []
+    length_text = items[length_at][1] if length_at >= 0 else None
     # Comma lists (§7.3.1) become one entry per element.
     if any("," in v and n.lower() in LIST_HEADERS for n, v in items):
         expanded: list[tuple[str, str]] = []
@@ -258,7 +280,6 @@ def parse_message(data: bytes, max_headers: int = MAX_HEADERS) -> Request | Resp
     msg.headers = Headers._trusted(items)
     if fault is not None:
         raise ParseError(fault.reason, msg, fault.status)
-    length_text = msg.headers.get("Content-Length")
     if length_text is not None:
         if not length_text.isdigit() or len(length_text) > 9:
             raise ParseError(f"bad Content-Length {length_text[:20]!r}", msg)
@@ -267,7 +288,10 @@ def parse_message(data: bytes, max_headers: int = MAX_HEADERS) -> Request | Resp
             raise ParseError(f"body shorter than Content-Length ({len(body)} < {declared})", msg)
         body = body[:declared]
     msg.body = body
-    _check_mandatory(msg)
+    if seen & _MANDATORY_MASK != _MANDATORY_MASK:
+        missing = next(n for n in _MANDATORY if not seen & _BIT[n])
+        raise ParseError(f"missing {missing} header", msg)
+    _check_mandatory(msg, watched)
     return msg
 
 
@@ -321,13 +345,9 @@ def _naming(name: str, reason: str) -> str:
     return reason if name in reason else f"bad {name}: {reason}"
 
 
-def _check_mandatory(msg: Request | Response) -> None:
-    """RFC 3261 §8.1.1: To, From, CSeq, Call-ID, Via (and Max-Forwards, which we default to 70), each
-    readable; Contact and Date readable when present. Each error names its header."""
-    h = msg.headers
-    for name in ("Via", "From", "To", "Call-ID", "CSeq"):
-        if h.get(name) is None:
-            raise ParseError(f"missing {name} header", msg)
+def _check_mandatory(msg: Request | Response, checked: list[tuple[str, str]]) -> None:
+    """RFC 3261 §8.1.1: To, From, CSeq and Via (there, as the caller checked, with Call-ID; Max-Forwards
+    defaults to 70) readable; Contact and Date readable when present. Each error names its header."""
     name = "CSeq"
     try:
         cseq = msg.cseq
@@ -337,12 +357,14 @@ def _check_mandatory(msg: Request | Response) -> None:
         msg.from_  # noqa: B018
         name = "To"
         msg.to  # noqa: B018
-        for n, v in h:
-            if n == "Contact":
-                name = n
-                parse_name_addr(v)
-            elif n == "Date" and not abnf.rfc1123_date.fullmatch(v):
-                name = n
+        for name, v in checked:
+            if name == "Contact":
+                if "," in v:
+                    for element in split_list(v):
+                        parse_name_addr(element)
+                else:
+                    parse_name_addr(v)
+            elif not abnf.rfc1123_date.fullmatch(v):
                 raise ParseError(f"bad Date {v[:40]!r} (RFC 3261 §20.17: rfc1123-date in GMT)")
     except ParseError as e:
         raise ParseError(_naming(name, e.reason), msg) from None

@@ -232,9 +232,11 @@ def _parse_uri(text: str) -> URI:
     m = abnf.hostport.fullmatch(hp)
     if not m:
         raise ParseError(f"bad host {hp!r} in URI")
-    check_host(m.group("host"), "URI")
+    host = m.group("host")
+    if host[0] == "[":
+        check_host(host, "URI")
     port_s = m.group("port")
     port = int(port_s) if port_s else None
     if port is not None and not 0 < port < 65536:
         raise ParseError(f"port {port} out of range in URI")
-    return URI(scheme, m.group("host"), user, password, port, parse_params(ptext, "URI"), headers)
+    return URI(scheme, host, user, password, port, parse_params(ptext, "URI"), headers)
