@@ -53,6 +53,8 @@ def inspect_request(request: Request, methods: frozenset[str], allow: str) -> Re
         to = request.to.uri
         if to is None or to.scheme not in ("sip", "sips"):
             return Refusal(416, f"Unsupported URI Scheme: To is {to.scheme if to else '*'}:")
+    if method in ("REGISTER", "INVITE"):
+        # An INVITE's Contact is the dialog's remote target, which must be a SIP URI (RFC 3261 §8.1.1.8).
         for contact in request.contacts:
             if contact.uri is not None and contact.uri.scheme not in ("sip", "sips"):
                 return Refusal(416, f"Unsupported URI Scheme: Contact is {contact.uri.scheme}:")
