@@ -134,7 +134,9 @@ def test_uris(text: str, expected: URI) -> None:
         (INVITE.replace(b"Content-Length: 5", b"Content-Length: 400"), "shorter than Content-Length"),
         (INVITE.replace(b"Content-Length: 5", b"Content-Length: -1"), "bad Content-Length"),
         (INVITE.replace(b"SIP/2.0\r\n", b"SIP/7.0\r\n", 1), "unsupported SIP version"),
-        (INVITE.replace(b"sip:bob@biloxi.example.com SIP", b"htp:// SIP", 1), "Request-URI"),
+        (INVITE.replace(b"sip:bob@biloxi.example.com SIP", b"sip:bob@ SIP", 1), "Request-URI"),
+        # An unknown scheme is a valid absoluteURI (RFC 4475 §3.3.2); a scheme that is no scheme is not.
+        (INVITE.replace(b"sip:bob@biloxi.example.com SIP", b"h%tp:// SIP", 1), "Request-URI"),
         (INVITE.replace(b"Max-Forwards: 70", b"Max Forwards: 70"), "bad header name"),
         (INVITE.replace(b"<sip:alice@atlanta.example.com>", b"<sip:alice@atlanta.example.com"), "unterminated"),
         (b"SIP/2.0 2000 OK\r\n\r\n", "bad status code"),

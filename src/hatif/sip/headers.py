@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 
 from . import abnf
 from .errors import ParseError
-from .uri import URI, Params, format_params, parse_params, parse_uri, split_quoted
+from .uri import URI, Params, check_host, format_params, parse_params, parse_uri, split_quoted
 
 COMPACT = {
     "i": "Call-ID",
@@ -288,11 +288,15 @@ def _parse_name_addr(text: str) -> NameAddr:
     if lt < 0:
         if display is not None:
             raise ParseError(f"display name without <uri> in {text[:80]!r}")
-        # addr-spec without brackets: parameters after the URI belong to the header (RFC 3261 §20).
+        # addr-spec without brackets: parameters after the URI belong to the header, and a URI with a
+        # comma, question mark or semicolon must be in <> (RFC 3261 §20.10).
         uri_text, _, ptext = text.partition(";")
-        if " " in uri_text or "," in uri_text:
+        uri_text = uri_text.rstrip()
+        if " " in uri_text or "\t" in uri_text or "," in uri_text:
             raise ParseError(f"bad address {text[:80]!r}")
-        return NameAddr(parse_uri(uri_text.strip()), None, parse_params(ptext, "address"), False)
+        if "?" in uri_text:
+            raise ParseError(f"URI with headers not in <...>: {uri_text[:60]!r} (RFC 3261 §20.10)")
+        return NameAddr(parse_uri(uri_text), None, parse_params(ptext, "address"), False)
     between = text[search_from:lt].strip()
     if display is None and between:
         if not _DISPLAY_TOKENS.fullmatch(between):
@@ -303,7 +307,11 @@ def _parse_name_addr(text: str) -> NameAddr:
     gt = text.find(">", lt)
     if gt < 0:
         raise ParseError(f"unterminated <...> in address {text[:80]!r}")
-    uri = parse_uri(text[lt + 1 : gt].strip())
+    uri_text = text[lt + 1 : gt]
+    if " " in uri_text or "\t" in uri_text or "\n" in uri_text:
+        # LAQUOT and RAQUOT allow LWS outside the brackets only (RFC 4475 §3.1.2.14).
+        raise ParseError(f"whitespace inside <{uri_text[:60]}>")
+    uri = parse_uri(uri_text)
     rest = text[gt + 1 :].strip()
     params: Params = ()
     if rest:
@@ -342,27 +350,55 @@ class Via:
 
 
 _via_cache: dict[str, Via] = {}
+_SENT_PROTOCOL = re.compile(rf"{abnf.token}{abnf.SWS}/{abnf.SWS}{abnf.token}{abnf.SWS}/{abnf.SWS}{abnf.token}")
 
 
 def parse_via(text: str) -> Via:
+    """One via-parm (RFC 3261 §20.42). Values are cached: a dialog's requests repeat their Vias."""
     v = _via_cache.get(text)
     if v is not None:
         return v
-    proto, _, rest = text.strip().partition(" ")
-    parts = proto.split("/")
-    if len(parts) != 3 or parts[0].strip().upper() != "SIP":
-        raise ParseError(f"bad Via protocol {proto!r}")
-    rest = rest.strip()
-    hp, _, ptext = rest.partition(";")
-    m = abnf.hostport.fullmatch(hp.strip())
-    if not m:
-        raise ParseError(f"bad Via host {hp!r}")
-    port = int(m.group("port")) if m.group("port") else None
-    v = Via(parts[2].strip().upper(), m.group("host"), port, parse_params(ptext, "Via"))
+    v = _parse_via_plain(text) or _parse_via_lws(text)
     if len(_via_cache) > 4096:
         _via_cache.clear()
     _via_cache[text] = v
     return v
+
+
+def _parse_via_plain(text: str) -> Via | None:
+    """The fast path for what user agents send: `SIP/2.0/UDP host[:port][;params]`, single SPs. None for
+    anything else (LWS around `/` or `:`, tabs), which the full rule reads."""
+    if "\t" in text:
+        return None
+    proto, _, rest = text.strip().partition(" ")
+    parts = proto.split("/")
+    if len(parts) != 3 or parts[0].upper() != "SIP" or not parts[2]:
+        return None
+    hp, _, ptext = rest.strip().partition(";")
+    m = abnf.hostport.fullmatch(hp.rstrip())
+    if not m:
+        return None
+    host = m.group("host")
+    if host[0] == "[":
+        check_host(host, "Via")
+    port = int(m.group("port")) if m.group("port") else None
+    return Via(parts[2].upper(), host, port, parse_params(ptext, "Via"))
+
+
+def _parse_via_lws(text: str) -> Via:
+    """via-parm with LWS wherever the grammar allows it (SLASH, COLON and SEMI are SWS-wrapped, §25.1)."""
+    text = text.strip()
+    m = abnf.via_parm.fullmatch(text)
+    if m is None:
+        if not _SENT_PROTOCOL.match(text):
+            raise ParseError(f"bad Via sent-protocol in {text[:60]!r}")
+        raise ParseError(f"bad Via sent-by in {text[:60]!r}")
+    if m.group("protocol_name").upper() != "SIP":
+        raise ParseError(f"bad Via protocol-name {m.group('protocol_name')[:20]!r}")
+    check_host(m.group("host"), "Via")
+    port = int(m.group("port")) if m.group("port") else None
+    ptext = m.group("params") or ""
+    return Via(m.group("transport").upper(), m.group("host"), port, parse_params(ptext[1:], "Via"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -374,14 +410,16 @@ class CSeq:
 
     @classmethod
     def parse(cls, text: str) -> CSeq:
+        """CSeq = 1*DIGIT LWS Method; the number is below 2**31 (RFC 3261 §8.1.1.5)."""
         num, _, method = text.strip().partition(" ")
+        if "\t" in num:
+            num, _, method = text.strip().partition("\t")
         method = method.strip()
-        if not num.isdigit() or len(num) > 10 or not abnf.Method.fullmatch(method):
-            raise ParseError(f"bad CSeq {text!r}")
-        seq = int(num)
-        if seq >= 2**31:
-            raise ParseError(f"CSeq number {seq} too large")
-        return cls(seq, method)
+        if not num.isdigit() or not abnf.Method.fullmatch(method):
+            raise ParseError(f"bad CSeq {text[:60]!r}")
+        if len(num) > 10 or int(num) >= 2**31:
+            raise ParseError(f"CSeq number {num[:30]} too large (RFC 3261 §8.1.1.5: below 2**31)")
+        return cls(int(num), method)
 
     def __str__(self) -> str:
         return f"{self.seq} {self.method}"

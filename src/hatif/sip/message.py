@@ -29,10 +29,6 @@ from .headers import (
 from .uri import URI, parse_uri
 
 MAX_HEADERS = 128
-# Header names as most user agents write them, mapped to their canonical form without a regex check.
-_KNOWN_SPELLINGS: dict[str, str] = {c: c for c in CANONICAL.values()}
-_KNOWN_SPELLINGS.update({c.lower(): c for c in CANONICAL.values()})
-_KNOWN_SPELLINGS.update({"Call-Id": "Call-ID", "Cseq": "CSeq", "Www-Authenticate": "WWW-Authenticate"})
 
 REASONS = {
     100: "Trying", 180: "Ringing", 181: "Call Is Being Forwarded", 182: "Queued",
@@ -186,8 +182,31 @@ def _split_head(data: bytes) -> tuple[bytes, bytes]:
     return data.rstrip(b"\r\n"), b""
 
 
+# Header fields that are not comma lists may appear once (RFC 3261 §7.3.1); a second To, From, Call-ID,
+# CSeq, Max-Forwards or Content-Length leaves the message ambiguous (RFC 4475 §3.3.8, §3.3.9).
+_SINGLE = ("To", "From", "Call-ID", "CSeq", "Max-Forwards", "Content-Length", "Content-Type")
+_MANDATORY = ("Via", "From", "To", "Call-ID", "CSeq")  # RFC 3261 §8.1.1, in the order they are reported
+# Headers looked at while the lines are read, each with a bit of an int mask (no set or dict is built per
+# message): the single ones, and Via for the mandatory check; 0 for Contact and Date, which are validated
+# with the mandatory headers.
+_BIT = {name: 1 << i for i, name in enumerate((*_SINGLE, "Via"))}
+_SINGLE_MASK = sum(_BIT[n] for n in _SINGLE)
+_MANDATORY_MASK = sum(_BIT[n] for n in _MANDATORY)
+_WATCHED: dict[str, int] = {**_BIT, "Contact": 0, "Date": 0}
+# Header names as most user agents write them -> (canonical name, watch bit or None), without a regex check.
+_KNOWN_SPELLINGS: dict[str, tuple[str, int | None]] = {}
+for _c in CANONICAL.values():
+    _KNOWN_SPELLINGS[_c] = _KNOWN_SPELLINGS[_c.lower()] = (_c, _WATCHED.get(_c))
+for _spelling, _c in (("Call-Id", "Call-ID"), ("Cseq", "CSeq"), ("Www-Authenticate", "WWW-Authenticate")):
+    _KNOWN_SPELLINGS[_spelling] = (_c, _WATCHED.get(_c))
+
+
 def parse_message(data: bytes, max_headers: int = MAX_HEADERS) -> Request | Response:
-    """Parse one SIP message. Raises `ParseError` naming the problem (a `ValueError`)."""
+    """Parse one SIP message. Raises `ParseError` naming the problem (a `ValueError`).
+
+    A request whose start line is wrong still has its headers read before the error is raised, so that
+    the error's `partial` can be answered (RFC 4475 §3.1.2.7 to §3.1.2.11, §3.1.2.16).
+    """
     # RFC 3261 §7.5: leading CRLFs before the start line are ignored (they are keep-alives).
     data = data.lstrip(b"\r\n")
     if not data:
@@ -199,8 +218,13 @@ def parse_message(data: bytes, max_headers: int = MAX_HEADERS) -> Request | Resp
         raise ParseError(f"message head is not UTF-8 (byte {e.start})") from None
     lines = head.split("\n")
     start = lines[0].rstrip("\r")
-    msg = _parse_start_line(start)
+    msg, fault = _parse_start_line(start)
+    # A fault found from here on is raised once all headers are read (the first fault wins), so that the
+    # request can still be answered with it.
     items: list[tuple[str, str]] = []
+    seen = 0
+    checked: list[int] = []  # where Contact and Date are in items, validated with the mandatory headers
+    length_at = -1  # where Content-Length is
     for raw in lines[1:]:
         line = raw.rstrip("\r")
         if not line:
@@ -208,22 +232,42 @@ def parse_message(data: bytes, max_headers: int = MAX_HEADERS) -> Request | Resp
         if line[0] in " \t":
             # Header folding, RFC 3261 §7.3.1: a continuation line joins the previous value.
             if not items:
-                raise ParseError("continuation line before the first header", msg)
-            n, v = items[-1]
-            items[-1] = (n, f"{v} {line.strip()}")
+                fault = fault or ParseError("continuation line before the first header")
+                continue
+            more = line.strip()
+            if more:
+                n, v = items[-1]
+                items[-1] = (n, f"{v} {more}" if v else more)
             continue
         colon = line.find(":")
         if colon <= 0:
-            raise ParseError(f"header line without a name: {line[:40]!r}", msg)
+            fault = fault or ParseError(f"header line without a name: {line[:40]!r}")
+            continue
         name = line[:colon].rstrip()
-        canon = _KNOWN_SPELLINGS.get(name)
-        if canon is None:
+        known = _KNOWN_SPELLINGS.get(name)
+        if known is None:
             if not abnf.header_name.fullmatch(name):
-                raise ParseError(f"bad header name {name[:40]!r}", msg)
+                fault = fault or ParseError(f"bad header name {name[:40]!r}")
+                continue
             canon = canonical_name(name)
+            bit = _WATCHED.get(canon)
+        else:
+            canon, bit = known
+        if bit is not None:
+            if not bit:
+                checked.append(len(items))
+            elif seen & bit & _SINGLE_MASK:
+                fault = fault or ParseError(f"more than one {canon} header")
+            elif canon == "Content-Length":
+                length_at = len(items)
+            seen |= bit
         items.append((canon, line[colon + 1 :].strip()))
         if len(items) > max_headers:
+            msg.headers = Headers._trusted(items)
             raise ParseError(f"more than {max_headers} headers", msg)
+    # (values complete now that folded lines are joined)
+    watched = [items[i] for i in checked] if checked else []
+    length_text = items[length_at][1] if length_at >= 0 else None
     # Comma lists (§7.3.1) become one entry per element.
     if any("," in v and n.lower() in LIST_HEADERS for n, v in items):
         expanded: list[tuple[str, str]] = []
@@ -234,21 +278,26 @@ def parse_message(data: bytes, max_headers: int = MAX_HEADERS) -> Request | Resp
                 expanded.append((n, v))
         items = expanded
     msg.headers = Headers._trusted(items)
-    length_text = msg.headers.get("Content-Length")
+    if fault is not None:
+        raise ParseError(fault.reason, msg, fault.status)
     if length_text is not None:
-        length_text = length_text.strip()
         if not length_text.isdigit() or len(length_text) > 9:
-            raise ParseError(f"bad Content-Length {length_text!r}", msg)
+            raise ParseError(f"bad Content-Length {length_text[:20]!r}", msg)
         declared = int(length_text)
         if declared > len(body):
             raise ParseError(f"body shorter than Content-Length ({len(body)} < {declared})", msg)
         body = body[:declared]
     msg.body = body
-    _check_mandatory(msg)
+    if seen & _MANDATORY_MASK != _MANDATORY_MASK:
+        missing = next(n for n in _MANDATORY if not seen & _BIT[n])
+        raise ParseError(f"missing {missing} header", msg)
+    _check_mandatory(msg, watched)
     return msg
 
 
-def _parse_start_line(start: str) -> Request | Response:
+def _parse_start_line(start: str) -> tuple[Request | Response, ParseError | None]:
+    """The start line (RFC 3261 §7.1, §7.2). A response's fault is raised at once (nobody answers a
+    response); a request's is returned with the request so far, for the caller to raise with headers."""
     if start.startswith("SIP/"):
         parts = start.split(" ", 2)
         if len(parts) < 2 or not abnf.SIP_Version.fullmatch(parts[0]):
@@ -257,38 +306,68 @@ def _parse_start_line(start: str) -> Request | Response:
             raise ParseError(f"unsupported SIP version {parts[0]!r}")
         if not abnf.Status_Code.fullmatch(parts[1]) or parts[1][0] == "0":
             raise ParseError(f"bad status code {parts[1][:10]!r}")
-        return Response(status=int(parts[1]), reason=parts[2] if len(parts) > 2 else "")
+        return Response(status=int(parts[1]), reason=parts[2] if len(parts) > 2 else ""), None
     parts = start.split(" ")
-    if len(parts) != 3:
-        raise ParseError(f"bad request line {start[:60]!r}")
-    method, uri_text, version = parts
+    method = parts[0]
     if not abnf.Method.fullmatch(method):
         raise ParseError(f"bad method {method[:20]!r}")
+    req = Request(method=method)
+    if len(parts) != 3:
+        return req, ParseError(_request_line_fault(start, parts))
+    uri_text, version = parts[1], parts[2]
     if not abnf.SIP_Version.fullmatch(version):
-        raise ParseError(f"bad SIP version {version[:20]!r}")
-    req = Request(method=method, version=version)
+        return req, ParseError(f"bad SIP-Version {version[:20]!r} in request line")
     if version != "SIP/2.0":
-        raise ParseError(f"unsupported SIP version {version!r}", req)
+        return req, ParseError(f"unsupported SIP version {version!r}", status=505)
+    if uri_text.startswith("<"):
+        return req, ParseError("bad Request-URI: enclosed in <> (RFC 3261 §25.1 Request-URI)")
     try:
         req.uri = parse_uri(uri_text)
     except ParseError as e:
-        raise ParseError(f"bad Request-URI: {e.reason}", req) from None
-    return req
+        return req, ParseError(f"bad Request-URI: {e.reason}")
+    if req.uri.headers:
+        return req, ParseError("bad Request-URI: it has URI headers (RFC 3261 §19.1.1: not in a Request-URI)")
+    return req, None
 
 
-def _check_mandatory(msg: Request | Response) -> None:
-    """RFC 3261 §8.1.1: To, From, CSeq, Call-ID, Via (and Max-Forwards, which we default to 70)."""
-    h = msg.headers
-    for name in ("Via", "From", "To", "Call-ID", "CSeq"):
-        if h.get(name) is None:
-            raise ParseError(f"missing {name} header", msg)
+def _request_line_fault(start: str, parts: list[str]) -> str:
+    """Why a request line is not `Method SP Request-URI SP SIP-Version` (RFC 3261 §7.1: single SPs)."""
+    if "" in parts[1:]:
+        if start.endswith(" "):
+            return "bad request line: SP after the SIP-Version"
+        return "bad request line: more than one SP between its elements"
+    if len(parts) > 3:
+        return "bad Request-URI: it contains SP"
+    return f"bad request line {start[:60]!r}"
+
+
+def _naming(name: str, reason: str) -> str:
+    return reason if name in reason else f"bad {name}: {reason}"
+
+
+def _check_mandatory(msg: Request | Response, checked: list[tuple[str, str]]) -> None:
+    """RFC 3261 §8.1.1: To, From, CSeq and Via (there, as the caller checked, with Call-ID; Max-Forwards
+    defaults to 70) readable; Contact and Date readable when present. Each error names its header."""
+    name = "CSeq"
     try:
         cseq = msg.cseq
+        name = "Via"
         msg.top_via  # noqa: B018 - parsing validates the value
+        name = "From"
         msg.from_  # noqa: B018
+        name = "To"
         msg.to  # noqa: B018
+        for name, v in checked:
+            if name == "Contact":
+                if "," in v:
+                    for element in split_list(v):
+                        parse_name_addr(element)
+                else:
+                    parse_name_addr(v)
+            elif not abnf.rfc1123_date.fullmatch(v):
+                raise ParseError(f"bad Date {v[:40]!r} (RFC 3261 §20.17: rfc1123-date in GMT)")
     except ParseError as e:
-        raise ParseError(e.reason, msg) from None
+        raise ParseError(_naming(name, e.reason), msg) from None
     if isinstance(msg, Request) and cseq.method != msg.method:
         raise ParseError(f"CSeq method {cseq.method} does not match {msg.method}", msg)
 

@@ -30,8 +30,9 @@ from typing import Literal, Protocol
 from . import auth as digest
 from .admission import Admission, AdmissionSettings, Refusal, Shedder
 from .errors import ParseError
-from .headers import Via
-from .message import Request, Response, make_response, parse_message
+from .headers import Via, parse_via
+from .inspection import inspect_request
+from .message import REASONS, Request, Response, make_response, parse_message
 from .registrar import RegistrarPolicy, Registry
 from .security import BanList, RateLimiter
 from .transaction import (
@@ -56,6 +57,9 @@ log = logging.getLogger(__name__)
 ClientTx = ClientInviteTransaction | ClientNonInviteTransaction
 ServerTx = ServerInviteTransaction | ServerNonInviteTransaction
 ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, INFO, UPDATE, REFER, NOTIFY"
+# Methods answered outside a dialog (BYE, INFO, UPDATE and PRACK with a 481); others are 405 or 501.
+OUT_OF_DIALOG = frozenset(("OPTIONS", "REGISTER", "INVITE", "BYE", "INFO", "UPDATE", "PRACK"))
+MAGIC_COOKIE = "z9hG4bK"
 
 
 @dataclass(frozen=True, slots=True)
@@ -288,9 +292,8 @@ class SipServer:
         """Where responses go (RFC 3261 §18.2.2, RFC 3581): the source address for rport or streams."""
         if peer.transport != "udp":
             return peer
-        try:
-            via = request.top_via
-        except ParseError:
+        via = via_to_answer(request)
+        if via is None:
             return peer
         if via.param("rport") is not None:
             return peer
@@ -341,20 +344,18 @@ class SipServer:
         return False
 
     def _answer_bad(self, error: ParseError, peer: Peer) -> None:
+        """A request the parser refused is answered (400, or 505 for another SIP-Version) when its top Via
+        names where the answer goes; with no readable Via there is nowhere to answer, and it is dropped."""
         partial = error.partial
         log.info("bad message", extra={"fields": {"source": f"{peer.host}:{peer.port}", "error": error.reason}})
         if not isinstance(partial, Request) or partial.method == "ACK":
             return
-        h = partial.headers
-        if not all(h.get(n) for n in ("Via", "From", "To", "Call-ID", "CSeq")):
+        if via_to_answer(partial) is None:
             return
-        try:
-            partial.top_via  # noqa: B018 - a Via we cannot read leaves nowhere to answer
-        except ParseError:
-            return
-        reason = "Bad Request: " + "".join(c for c in error.reason if c.isprintable())[:100]
+        status = error.status
+        reason = f"{REASONS.get(status, 'Bad Request')}: " + "".join(c for c in error.reason if c.isprintable())[:100]
         self.stats["bad_requests_answered"] += 1
-        self.respond_stateless(partial, 400, peer, reason)
+        self.respond_stateless(partial, status, peer, reason)
 
     def _on_response(self, response: Response) -> None:
         tx = self.transactions.match_response(response)
@@ -368,6 +369,13 @@ class SipServer:
 
     def _on_request(self, req: Request, peer: Peer, trusted: tuple[str, str] | None, now: float) -> None:
         via = req.top_via
+        if via.branch == MAGIC_COOKIE:
+            # The magic cookie with no identifier after it: no transaction can be told apart by it. RFC 4475
+            # §3.2.1 prefers a stateless 400 (the peer's other requests will carry the same branch).
+            if req.method != "ACK":
+                self.stats["bad_requests_answered"] += 1
+                self.respond_stateless(req, 400, peer, "Bad Request: Via branch is z9hG4bK with no identifier")
+            return
         # RFC 3581: note where the request really came from, for the responses and for NAT.
         if via.param("rport") is not None or via.host != peer.host:
             params: list[tuple[str, str | None]] = []
@@ -483,6 +491,12 @@ class SipServer:
                 proven = self.handler.on_in_dialog(req, stx, peer) or proven
             else:
                 self.respond(stx, make_response(req, 481))
+        elif (refusal := inspect_request(req, OUT_OF_DIALOG, ALLOW)) is not None:
+            if not proven and self._unproven(peer, now):
+                return  # silenced: not even the answer
+            self.respond(stx, make_response(req, refusal.status, refusal.reason, to_tag=secrets.token_hex(6),
+                                            extra=list(refusal.extra)))
+            return
         elif method == "REGISTER":
             self._register(req, stx, peer, now)
             return  # authentication counts for itself
@@ -495,10 +509,8 @@ class SipServer:
                 return  # silenced: not even the answer
             self._options(req, stx)
             return
-        elif method in ("BYE", "INFO", "UPDATE", "PRACK"):
+        else:  # BYE, INFO, UPDATE, PRACK outside a dialog (inspect_request refused the rest)
             self.respond(stx, make_response(req, 481, to_tag=secrets.token_hex(6)))
-        else:
-            self.respond(stx, make_response(req, 405, to_tag=secrets.token_hex(6), extra=[("Allow", ALLOW)]))
         if not proven:
             self._unproven(peer, now)
 
@@ -659,3 +671,19 @@ def _claimed_user(creds: str) -> str:
         return str(digest.parse_credentials(creds).get("username", ""))
     except digest.AuthError:
         return ""
+
+
+def via_to_answer(request: Request) -> Via | None:
+    """The top Via as far as a response needs it (RFC 3261 §18.2.2): parsed whole, or, when its parameters
+    are broken (RFC 4475 §3.1.2.1 `;;,;,,`), its sent-protocol and sent-by alone. None: no answer possible."""
+    text = request.headers.get("Via")
+    if text is None:
+        return None
+    try:
+        return parse_via(text)
+    except ParseError:
+        pass
+    try:
+        return parse_via(text.partition(";")[0])
+    except ParseError:
+        return None

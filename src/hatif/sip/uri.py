@@ -1,11 +1,17 @@
-"""SIP, SIPS and tel URIs (RFC 3261 §19.1, RFC 3966).
+"""SIP, SIPS and tel URIs (RFC 3261 §19.1, RFC 3966), and any other absoluteURI kept opaque.
 
 A `URI` is immutable and compares by value; `str(uri)` gives back the wire form. Parameters keep their
 order so that a URI passed through Hatif is written out as it came in.
+
+A URI of another scheme (`isbn:...`, `http://...`, `soap.beep://...`) is valid wherever RFC 3261 allows an
+absoluteURI (§25.1: Request-URI, name-addr, addr-spec), so it parses: its text after the colon is kept in
+`opaque`. Whether Hatif can use it is the server's question (416 Unsupported URI Scheme, RFC 3261
+§8.2.2.1), not the parser's (RFC 4475 §3.3.2 to §3.3.4).
 """
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field, replace
 
 from . import abnf
@@ -82,6 +88,7 @@ class URI:
     port: int | None = None
     params: Params = ()
     headers: tuple[tuple[str, str], ...] = field(default=())
+    opaque: str | None = None
 
     @classmethod
     def parse(cls, text: str) -> URI:
@@ -132,10 +139,14 @@ class URI:
         """The address of record `scheme:user@host` (no port, no parameters), lower-cased host."""
         if self.scheme == "tel":
             return f"tel:{self.user}"
+        if self.opaque is not None:
+            return str(self)
         user = f"{self.user}@" if self.user is not None else ""
         return f"{self.scheme}:{user}{self.host.lower()}"
 
     def __str__(self) -> str:
+        if self.opaque is not None:
+            return f"{self.scheme}:{self.opaque}"
         if self.scheme == "tel":
             return f"tel:{self.user}{format_params(self.params)}"
         s = [self.scheme, ":"]
@@ -169,18 +180,33 @@ def parse_uri(text: str) -> URI:
     return uri
 
 
+def check_host(host: str, what: str) -> None:
+    """An IPv6reference must hold a valid IPv6address (RFC 5118 §4.10: `[2001:db8:::192.0.2.1]` has one
+    colon too many; the loose character class of `abnf.IPv6reference` lets it through)."""
+    if host[:1] == "[":
+        try:
+            ipaddress.IPv6Address(host[1:-1])
+        except ValueError:
+            raise ParseError(f"bad IPv6 reference {host!r} in {what}") from None
+
+
 def _parse_uri(text: str) -> URI:
     scheme, colon, rest = text.partition(":")
     scheme = scheme.lower()
     if not colon or not rest:
-        raise ParseError(f"bad URI {text!r}: no scheme")
+        raise ParseError(f"bad URI {text[:60]!r}: no scheme")
+    if scheme not in ("sip", "sips", "tel"):
+        # absoluteURI = scheme ":" ( hier-part / opaque-part ): no LWS, no brackets, no quotes.
+        if not abnf.scheme.fullmatch(scheme):
+            raise ParseError(f"bad URI scheme {scheme[:20]!r}")
+        if any(c in rest for c in ' \t\r\n<>"'):
+            raise ParseError(f"bad {scheme} URI {text[:60]!r}")
+        return URI(scheme, opaque=rest)
     if scheme == "tel":
         number, _, ptext = rest.partition(";")
         if not abnf.TEL_NUMBER.fullmatch(number):
             raise ParseError(f"bad tel URI number {number!r}")
         return URI("tel", "", number, None, None, parse_params(ptext, "tel URI"))
-    if scheme not in ("sip", "sips"):
-        raise ParseError(f"unsupported URI scheme {scheme!r}")
     user: str | None = None
     password: str | None = None
     at = rest.rfind("@")
@@ -206,8 +232,11 @@ def _parse_uri(text: str) -> URI:
     m = abnf.hostport.fullmatch(hp)
     if not m:
         raise ParseError(f"bad host {hp!r} in URI")
+    host = m.group("host")
+    if host[0] == "[":
+        check_host(host, "URI")
     port_s = m.group("port")
     port = int(port_s) if port_s else None
     if port is not None and not 0 < port < 65536:
         raise ParseError(f"port {port} out of range in URI")
-    return URI(scheme, m.group("host"), user, password, port, parse_params(ptext, "URI"), headers)
+    return URI(scheme, host, user, password, port, parse_params(ptext, "URI"), headers)
