@@ -131,3 +131,10 @@ def test_a_flood_of_authenticated_requests_is_rate_limited_not_banned(tmp_path: 
         assert any("503" in e for e in result.errors), result.errors[:3]
         assert h.call(lambda: h.h.sip.stats["rate_limited"]) > 0
         assert banned(h) == {}
+
+
+def test_the_sipp_scenarios_shipped_for_users_are_the_tested_ones() -> None:
+    """examples/sipp/ (quoted in the README) holds exactly the scenarios the tests above run."""
+    examples = Path(__file__).resolve().parents[2] / "examples" / "sipp"
+    assert (examples / "call-as-1001.xml").read_text() == uac_auth_scenario("1001")
+    assert (examples / "register.xml").read_text() == register_scenario(expires=300, domain="hatif.local")
