@@ -36,6 +36,7 @@ from .store.batch import BatchWriter
 from .store.db import Store
 from .store.journal import CallJournal, OpenCall, repair_wav
 from .store.records import CallRecord, LegRecord
+from .store.spill import SpillFile
 from .voicemail import CONTENT_TYPE, EVENT, Mailbox, check_messages, leave_message, message_summary
 from .web.api import create_api
 from .web.server import ApiServer, serve_api
@@ -94,9 +95,11 @@ class Services:
         store = await asyncio.to_thread(Store, config.store.url, path=config.store.path)
         await asyncio.to_thread(store.migrate)
         services = cls(config, control, store)
+        spill = SpillFile(config.store.journal_path.with_name("unstored.jsonl"))
+        await asyncio.to_thread(services._replay, spill)
         services.journal = CallJournal(config.store.journal_path)
         services.interrupted = await asyncio.to_thread(services._recover, services.journal)
-        services.cdrs = BatchWriter(store.add_calls, "call records", linger=config.store.linger)
+        services.cdrs = BatchWriter(store.add_calls, "call records", linger=config.store.linger, spill=spill.append)
         services.mwi = MwiNotifier(control)
         services.flows = {t.name: FlowSet(t.flows, t.schedules, t.lists, t.timezone) for t in config.tenants}
         control.on_record.append(services._write_call)
@@ -112,7 +115,8 @@ class Services:
         for t in config.tenants:
             if t.queues:
                 acd = AcdService(control, t.name, t.queues, t.agents, store=store, voicemail=services.leave_voicemail,
-                                 vip=_on_list(t), reasons=t.not_ready_reasons, linger=config.store.linger)
+                                 vip=_on_list(t), reasons=t.not_ready_reasons, linger=config.store.linger,
+                                 spill=spill.append)
                 acd.start()
                 services.acd[t.name] = acd
         if config.api.listen:
@@ -182,6 +186,20 @@ class Services:
                 await asyncio.to_thread(journal.sync)
             except OSError as e:
                 log.error("journal not synced", extra={"fields": {"error": str(e)}})
+
+    def _replay(self, spill: SpillFile) -> None:
+        """Store what the last run kept in the spill file because the database refused it, then empty it."""
+        calls, queue = spill.read()
+        if not calls and not queue:
+            return
+        fresh = [c for c in calls if self.store.call(c.tenant, c.call_id) is None]
+        if fresh:
+            self.store.add_calls(fresh)
+        if queue:
+            self.store.add_queue_events(queue)
+        spill.clear()
+        log.warning("records the database had refused are now stored", extra={"fields": {
+            "calls": len(fresh), "queue_events": len(queue), "file": str(spill.path)}})
 
     def _recover(self, journal: CallJournal) -> list[CallRecord]:
         """CDRs for the calls the last run left open (it died): outcome `interrupted`, recordings repaired."""

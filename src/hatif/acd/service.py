@@ -103,7 +103,8 @@ class AcdService:
                  agents: tuple[AgentSettings, ...], *, store: RecordStore | None,
                  voicemail: VoicemailFn | None = None,
                  vip: Callable[[str, str], bool] | None = None, reasons: tuple[str, ...] = (),
-                 seed: int | None = None, linger: float = 0.02) -> None:
+                 seed: int | None = None, linger: float = 0.02,
+                 spill: Callable[[list[QueueLogEntry]], object] | None = None) -> None:
         self.control = control
         self.tenant = tenant
         self.loop = control.loop
@@ -121,7 +122,8 @@ class AcdService:
         self.events: deque[RouterOutput] = deque(maxlen=20_000)
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
-        self._log = BatchWriter(store.add_queue_events, "queue events", linger=linger) if store is not None else None
+        self._log = (BatchWriter(store.add_queue_events, "queue events", linger=linger, spill=spill)
+                     if store is not None else None)
         self._pending_log: list[QueueLogEntry] = []
         self._wall0 = time.time() - self.loop.time()
 
