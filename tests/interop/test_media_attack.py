@@ -155,6 +155,11 @@ def test_an_attacker_on_another_address_gets_nothing_in_or_out(setup: Setup, att
     ended = [e for e in events_of(s, "leg.ended") if e.data["rtp"]["received"]]  # type: ignore[index]
     dropped = sum(e.data["rtp"]["dropped_source"] for e in ended)  # type: ignore[index]
     assert attack_sent * 0.9 <= dropped <= attack_sent, (dropped, attack_sent)  # a flood may overrun the socket
+    store = s.h.h.services.store  # the refused packets are in the call's CDR, as the API serves it
+    deadline = time.monotonic() + 5
+    while (record := store.call("default", finished[-1].call_id)) is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert record is not None and int(record.variables.get("rtp_dropped_source", "0")) == dropped
     latched = events_of(s, "media.latched")
     assert {e.data["new"] for e in latched} == {f"127.0.0.1:{caller_rtp.port}", f"127.0.0.1:{callee_rtp.port}"}
     assert all(e.data["old"] is None for e in latched)

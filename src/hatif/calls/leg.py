@@ -628,7 +628,12 @@ class SipLeg:
         waiter = self._digit_waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
-        self.control.emit(self.call, "leg.ended", self, cause=self.cause, status=self.status, rtp=self.media.stats())
+        rtp = self.media.stats()
+        for key in ("dropped_source", "dropped_auth"):  # refused packets, in the CDR (and so the API)
+            if rtp[key]:
+                variables = self.call.variables
+                variables[f"rtp_{key}"] = str(int(variables.get(f"rtp_{key}", "0")) + rtp[key])
+        self.control.emit(self.call, "leg.ended", self, cause=self.cause, status=self.status, rtp=rtp)
         self.call.on_leg_ended(self)
 
     # -- in-dialog requests ---------------------------------------------------------------------------
