@@ -193,12 +193,15 @@ _BIT = {name: 1 << i for i, name in enumerate((*_SINGLE, "Via"))}
 _SINGLE_MASK = sum(_BIT[n] for n in _SINGLE)
 _MANDATORY_MASK = sum(_BIT[n] for n in _MANDATORY)
 _WATCHED: dict[str, int] = {**_BIT, "Contact": 0, "Date": 0}
-# Header names as most user agents write them -> (canonical name, watch bit or None), without a regex check.
-_KNOWN_SPELLINGS: dict[str, tuple[str, int | None]] = {}
+# Headers whose values are validated at parse (the first Via, To, From, CSeq; every Contact and Date).
+_VALIDATED = frozenset(("Via", "To", "From", "CSeq", "Contact", "Date"))
+# Header names as most user agents write them -> (canonical name, watch bit or None, validated), without a
+# regex check.
+_KNOWN_SPELLINGS: dict[str, tuple[str, int | None, bool]] = {}
 for _c in CANONICAL.values():
-    _KNOWN_SPELLINGS[_c] = _KNOWN_SPELLINGS[_c.lower()] = (_c, _WATCHED.get(_c))
+    _KNOWN_SPELLINGS[_c] = _KNOWN_SPELLINGS[_c.lower()] = (_c, _WATCHED.get(_c), _c in _VALIDATED)
 for _spelling, _c in (("Call-Id", "Call-ID"), ("Cseq", "CSeq"), ("Www-Authenticate", "WWW-Authenticate")):
-    _KNOWN_SPELLINGS[_spelling] = (_c, _WATCHED.get(_c))
+    _KNOWN_SPELLINGS[_spelling] = (_c, _WATCHED.get(_c), _c in _VALIDATED)
 
 
 def parse_message(data: bytes, max_headers: int = MAX_HEADERS) -> Request | Response:
@@ -223,7 +226,7 @@ def parse_message(data: bytes, max_headers: int = MAX_HEADERS) -> Request | Resp
     # request can still be answered with it.
     items: list[tuple[str, str]] = []
     seen = 0
-    checked: list[int] = []  # where Contact and Date are in items, validated with the mandatory headers
+    checked: list[int] = []  # where the headers validated below are in items
     length_at = -1  # where Content-Length is
     for raw in lines[1:]:
         line = raw.rstrip("\r")
@@ -251,12 +254,13 @@ def parse_message(data: bytes, max_headers: int = MAX_HEADERS) -> Request | Resp
                 continue
             canon = canonical_name(name)
             bit = _WATCHED.get(canon)
+            validated = canon in _VALIDATED
         else:
-            canon, bit = known
+            canon, bit, validated = known
         if bit is not None:
-            if not bit:
-                checked.append(len(items))
-            elif seen & bit & _SINGLE_MASK:
+            if validated and not seen & bit:
+                checked.append(len(items))  # Contact and Date (bit 0) each time, the others once
+            if seen & bit & _SINGLE_MASK:
                 fault = fault or ParseError(f"more than one {canon} header")
             elif canon == "Content-Length":
                 length_at = len(items)
@@ -346,30 +350,29 @@ def _naming(name: str, reason: str) -> str:
 
 
 def _check_mandatory(msg: Request | Response, checked: list[tuple[str, str]]) -> None:
-    """RFC 3261 §8.1.1: To, From, CSeq and Via (there, as the caller checked, with Call-ID; Max-Forwards
-    defaults to 70) readable; Contact and Date readable when present. Each error names its header."""
-    name = "CSeq"
+    """RFC 3261 §8.1.1: the top Via, To, From and CSeq (there, as the caller checked, with Call-ID;
+    Max-Forwards defaults to 70) readable; Contact and Date readable when present. `checked` holds their
+    values in message order, the first fault is reported, naming its header."""
+    method = ""
+    name = ""
     try:
-        cseq = msg.cseq
-        name = "Via"
-        msg.top_via  # noqa: B018 - parsing validates the value
-        name = "From"
-        msg.from_  # noqa: B018
-        name = "To"
-        msg.to  # noqa: B018
         for name, v in checked:
-            if name == "Contact":
-                if "," in v:
-                    for element in split_list(v):
-                        parse_name_addr(element)
-                else:
-                    parse_name_addr(v)
-            elif not abnf.rfc1123_date.fullmatch(v):
-                raise ParseError(f"bad Date {v[:40]!r} (RFC 3261 §20.17: rfc1123-date in GMT)")
+            if name == "Via":
+                parse_via(split_list(v)[0] if "," in v else v)
+            elif name == "CSeq":
+                method = CSeq.parse(v).method
+            elif name == "Contact" and "," in v:
+                for element in split_list(v):
+                    parse_name_addr(element)
+            elif name == "Date":
+                if not abnf.rfc1123_date.fullmatch(v):
+                    raise ParseError(f"bad Date {v[:40]!r} (RFC 3261 §20.17: rfc1123-date in GMT)")
+            else:  # To, From, a Contact
+                parse_name_addr(v)
     except ParseError as e:
         raise ParseError(_naming(name, e.reason), msg) from None
-    if isinstance(msg, Request) and cseq.method != msg.method:
-        raise ParseError(f"CSeq method {cseq.method} does not match {msg.method}", msg)
+    if isinstance(msg, Request) and method != msg.method:
+        raise ParseError(f"CSeq method {method} does not match {msg.method}", msg)
 
 
 class StreamFramer:
