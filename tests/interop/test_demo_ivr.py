@@ -39,8 +39,10 @@ def demo_config(tmp: Path, *, open_hours: bool, callers: dict[str, int], carrier
     api_port = free_port()
     data["sip"] = {"listen": [f"udp:127.0.0.1:{port}"], "timers": {"t1": 0.1, "t2": 0.8, "t4": 1.0, "d": 1.0},
                    "ring_timeout": 5}
+    # These SIPp callers send DTMF but no other RTP, and the timeout branch stays silent for 55 s: past the
+    # RTP inactivity timeout (30 s), which would rightly end such a call. A phone sends audio all along.
     data["media"].update({"host": "127.0.0.1", "port_min": 32000, "port_max": 33998, "record": False,
-                          "recordings": str(tmp / "rec"), "cache": str(tmp / "cache")})
+                          "recordings": str(tmp / "rec"), "cache": str(tmp / "cache"), "rtp_timeout": 0})
     data["voicemail"] = {"folder": str(tmp / "vm")}
     data["store"] = {"path": str(tmp / "hatif.db")}
     data["api"]["listen"] = f"127.0.0.1:{api_port}"

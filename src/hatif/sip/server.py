@@ -336,8 +336,8 @@ class SipServer:
 
         An address that passed digest lately is not banned for volume: its phones' first requests draw
         challenges as a matter of course. Its unproven requests share the users' generous rate instead."""
-        if self.bans.is_proven(peer.host, now):
-            return False
+        if self.bans.is_proven(peer.host, now) or self.directory.trusted_peer(peer) is not None:
+            return False  # trusted endpoints are never banned (a mutated Via could otherwise ban the host)
         if self.bans.record_request(peer.host, now):
             log.warning("request flood: address silenced", extra={"fields": {"source": peer.host}})
             return True
@@ -586,7 +586,8 @@ class SipServer:
                 log.warning("authentication failed", extra={"fields": {
                     "source": f"{peer.host}:{peer.port}", "method": req.method, "reason": reason,
                     "user": _claimed_user(creds)}})
-                if self.bans.record_failure(peer.host, now) or self._unproven(peer, now):
+                trusted = self.directory.trusted_peer(peer) is not None
+                if not trusted and (self.bans.record_failure(peer.host, now) or self._unproven(peer, now)):
                     return None  # now banned: no answer at all
         elif self.bans.is_proven(peer.host, now):
             if not self.rates.allow(peer.host, now):
