@@ -10,6 +10,7 @@ the 50 live ones have CDRs marked `interrupted`, and every recording is a valid 
 from __future__ import annotations
 
 import asyncio
+import shutil
 import signal
 import wave
 from pathlib import Path
@@ -17,12 +18,12 @@ from pathlib import Path
 import pytest
 import yaml
 from peers import Sipp, free_port, uac_auth_scenario
+from server_process import HatifProcess
 
 from demo_config import DEMO_PASSWORD, demo_data
 from hatif.sim.ua import Answer, UserAgent
 from hatif.sip.transaction import Timers
 from hatif.store.db import Store
-from hatif_process import HatifProcess
 
 pytestmark = [pytest.mark.interop, pytest.mark.slow]
 
@@ -36,14 +37,12 @@ def test_kill_9_loses_nothing_acknowledged(tmp_path: Path) -> None:
     for endpoint in data["tenants"][0]["endpoints"]:
         if endpoint["name"] == "carrier":
             endpoint["port"] = carrier_port  # where this test's SIPp uas plays the carrier
-    config = tmp_path / "demo.yaml"
-    config.write_text(yaml.safe_dump(data, allow_unicode=True))
     target = f"127.0.0.1:{sip_port}"
     scenario = tmp_path / "uac_auth.xml"
     scenario.write_text(uac_auth_scenario("1001"))
     queue_scenario = tmp_path / "uac_auth_1003.xml"
     queue_scenario.write_text(uac_auth_scenario("1003"))
-    server = HatifProcess(config, tmp_path / "hatif.log")
+    server = HatifProcess(yaml.safe_dump(data, allow_unicode=True), sip_port)
     carrier = Sipp("uas", local_port=carrier_port)
 
     def place(script: Path, caller: str, number: str, calls: int, rate: float, duration_ms: int) -> Sipp:
@@ -71,7 +70,8 @@ def test_kill_9_loses_nothing_acknowledged(tmp_path: Path) -> None:
             short_calls = place(scenario, "1001", OUTSIDE, SHORT, 25, 1500).start()
             queued = asyncio.run(queue_calls())
             ended = short_calls.wait(60)
-            server.kill(signal.SIGKILL)  # right after: 50 calls just ended, 50 are up
+            server.signal(signal.SIGKILL)  # right after: 50 calls just ended, 50 are up
+            assert server.wait(10) == -signal.SIGKILL
             long_calls.stop(grace=1)
         assert ended.ok and ended.successful == SHORT, ended.describe()
         assert queued.ok and queued.successful == QUEUED, queued.describe()  # type: ignore[attr-defined]
@@ -79,6 +79,7 @@ def test_kill_9_loses_nothing_acknowledged(tmp_path: Path) -> None:
     finally:
         server.stop()
         carrier.close()
+        shutil.rmtree(server.workdir, ignore_errors=True)
 
     store = Store(path=tmp_path / "hatif.db")
     try:
