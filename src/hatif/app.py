@@ -48,7 +48,7 @@ class ConfigDirectory:
         self._ha1: dict[tuple[str, str, str], str] = {}
         self._algorithms: dict[tuple[str, str | None], tuple[str, ...]] = {}
         for t in config.tenants:
-            realm = self.realm_of(t.name)
+            realm = self.realm(t.name)
             self._algorithms[(t.name, None)] = config.digest_algorithms(t, None)
             for u in t.users:
                 algorithms = config.digest_algorithms(t, u)
@@ -73,12 +73,9 @@ class ConfigDirectory:
         tenant = self.config.tenant_for_domain(host.strip("[]"))
         return tenant.name if tenant is not None else None
 
-    def realm_of(self, tenant: str) -> str:
+    def realm(self, tenant: str) -> str:
         t = self._tenants[tenant]
         return t.domains[0] if t.domains else t.name
-
-    def realm(self, tenant: str) -> str:
-        return self.realm_of(tenant)
 
     def ha1(self, tenant: str, username: str, algorithm: str) -> str | None:
         return self._ha1.get((tenant, username, algorithm))

@@ -170,11 +170,8 @@ class Services:
         waits for."""
         writers: list[BatchWriter[Any]] = [w for w in (self.cdrs, *(a.queue_log for a in self.acd.values()))
                                            if w is not None]
-        futures = [w.flushed() for w in writers]
-        pending = [f for f in futures if not f.done()]
-        if not pending:
-            return futures[0] if futures else _done(asyncio.get_running_loop())
-        return asyncio.ensure_future(_settled(pending))
+        pending = [f for f in (w.flushed() for w in writers) if not f.done()]
+        return asyncio.ensure_future(_settled(pending)) if pending else _done(asyncio.get_running_loop())
 
     async def _sync_journal(self) -> None:
         """fsync the journal of open calls about once a second (a power cut loses at most that second)."""

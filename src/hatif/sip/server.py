@@ -21,6 +21,7 @@ of their own, answered `503` with `Retry-After`, never a ban.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 from collections.abc import Callable
@@ -680,11 +681,7 @@ def via_to_answer(request: Request) -> Via | None:
     text = request.headers.get("Via")
     if text is None:
         return None
-    try:
-        return parse_via(text)
-    except ParseError:
-        pass
-    try:
-        return parse_via(text.partition(";")[0])
-    except ParseError:
-        return None
+    for candidate in (text, text.partition(";")[0]):  # whole, then without its parameters
+        with contextlib.suppress(ParseError):
+            return parse_via(candidate)
+    return None

@@ -13,6 +13,7 @@ from a thread), so a power cut loses at most that second of starts. A torn last 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -79,10 +80,8 @@ class CallJournal:
         for call in found.values():
             seen = [mtime] if mtime is not None else []
             for path in call.recordings:
-                try:
+                with contextlib.suppress(OSError):  # a recording not begun on disk leaves no trace to read
                     seen.append(datetime.fromtimestamp(Path(path).stat().st_mtime, UTC))
-                except OSError:
-                    pass
             call.last_seen = max([call.started, *seen])
         self._start_fresh({})
         return sorted(found.values(), key=lambda c: c.started)
