@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..clock import DeadlineTimer
 from ..media.g711 import alaw_encode, ulaw_encode
 from ..sip.auth import AuthError, Challenge, digest_response, select_challenge
 from ..sip.dialog import Dialog, DialogTable, make_cancel, new_tag
@@ -176,13 +177,10 @@ class _Endpoint:
         self.udp = UdpListener(loop, host, port, self._receive)
         self.local: Addr = self.udp.local
         self._callbacks: dict[int, Callable[[Action], None]] = {}
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_at: float | None = None
+        self.timer = DeadlineTimer(loop, self.table.next_deadline, self._fire)
 
     def close(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self.timer.close()
         self.udp.close()
 
     def via(self) -> str:
@@ -201,7 +199,7 @@ class _Endpoint:
         if on_event is not None:
             self._callbacks[id(tx)] = on_event
         self._run(tx, self.table.add_client(tx, self.loop.time()))
-        self._arm()
+        self.timer.arm()
         return tx
 
     def send_raw(self, message: Request | Response | bytes, peer: Peer | None = None) -> None:
@@ -213,7 +211,7 @@ class _Endpoint:
         if "User-Agent" not in response.headers:
             response.headers.add("User-Agent", USER_AGENT)
         self._run(tx, tx.respond(response, self.loop.time()))
-        self._arm()
+        self.timer.arm()
 
     def _run(self, tx: ClientTx | ServerTx, actions: list[Action]) -> None:
         peer = tx.user_data if isinstance(tx.user_data, Peer) else self.server
@@ -230,21 +228,9 @@ class _Endpoint:
                     callback(action)
 
     # timers
-    def _arm(self) -> None:
-        deadline = self.table.next_deadline()
-        if deadline is None or (self._timer_at is not None and self._timer_at <= deadline):
-            return
-        if self._timer is not None:
-            self._timer.cancel()
-        self._timer_at = deadline
-        self._timer = self.loop.call_at(deadline, self._on_timer)
-
-    def _on_timer(self) -> None:
-        self._timer = None
-        self._timer_at = None
-        for tx, actions in self.table.fire_due(self.loop.time()):
+    def _fire(self, now: float) -> None:
+        for tx, actions in self.table.fire_due(now):
             self._run(tx, actions)
-        self._arm()
 
     # receiving
     def _receive(self, data: bytes, peer: Peer) -> None:
@@ -263,12 +249,12 @@ class _Endpoint:
                 self.on_stray(msg)
             else:
                 self._run(ctx, ctx.receive(msg, now))
-                self._arm()
+                self.timer.arm()
             return
         stx = self.table.match_request(msg)
         if stx is not None:
             self._run(stx, stx.receive(msg, now))
-            self._arm()
+            self.timer.arm()
             return
         if msg.method == "ACK":
             self.on_request(msg, None, peer)

@@ -28,6 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
+from ..clock import DeadlineTimer
 from . import auth as digest
 from .admission import Admission, AdmissionSettings, Refusal, Shedder
 from .errors import ParseError
@@ -152,8 +153,7 @@ class SipServer:
         self.rates = RateLimiter(s.user_request_rate, s.user_request_burst)
         self._digest: dict[str, digest.DigestServer] = {}
         self.handler: RequestHandler | None = None
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_at: float | None = None
+        self.timer = DeadlineTimer(self.loop, self.transactions.next_deadline, self._fire)
         self._callbacks: dict[int, Callable[[Action], None]] = {}
         self.stats = {"received": 0, "parse_errors": 0, "dropped_banned": 0, "dropped_own": 0, "auth_failures": 0,
                       "bad_requests_answered": 0, "rate_limited": 0}
@@ -183,8 +183,7 @@ class SipServer:
         return addr
 
     def close(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
+        self.timer.close()
         self.transports.close()
 
     def now(self) -> float:
@@ -207,24 +206,9 @@ class SipServer:
 
     # -- timers ---------------------------------------------------------------------------------------
 
-    def _arm(self) -> None:
-        deadline = self.transactions.next_deadline()
-        if deadline is None:
-            return
-        if self._timer_at is not None and self._timer_at <= deadline:
-            return
-        if self._timer is not None:
-            self._timer.cancel()
-        self._timer_at = deadline
-        self._timer = self.loop.call_at(deadline, self._on_timer)
-
-    def _on_timer(self) -> None:
-        self._timer = None
-        self._timer_at = None
-        now = self.now()
+    def _fire(self, now: float) -> None:
         for tx, actions in self.transactions.fire_due(now):
             self._run(tx, actions)
-        self._arm()
 
     # -- sending --------------------------------------------------------------------------------------
 
@@ -266,7 +250,7 @@ class SipServer:
         if on_event is not None:
             self._callbacks[id(tx)] = on_event
         self._run(tx, self.transactions.add_client(tx, self.now()))
-        self._arm()
+        self.timer.arm()
         return tx
 
     def send_ack(self, ack: Request, peer: Peer) -> None:
@@ -281,7 +265,7 @@ class SipServer:
         if "Server" not in response.headers:
             response.headers.add("Server", self.settings.user_agent)
         self._run(tx, tx.respond(response, self.now()))
-        self._arm()
+        self.timer.arm()
 
     def respond_stateless(self, request: Request, status: int, peer: Peer, reason: str | None = None,
                           extra: list[tuple[str, str]] | None = None) -> None:
@@ -366,7 +350,7 @@ class SipServer:
                 self.handler.on_stray_2xx(response)
             return
         self._run(tx, tx.receive(response, self.now()))
-        self._arm()
+        self.timer.arm()
 
     def _on_request(self, req: Request, peer: Peer, trusted: tuple[str, str] | None, now: float) -> None:
         via = req.top_via
@@ -390,7 +374,7 @@ class SipServer:
         tx = self.transactions.match_request(req)
         if tx is not None:
             self._run(tx, tx.receive(req, now))
-            self._arm()
+            self.timer.arm()
             return
         method = req.method
         if method == "ACK":
