@@ -1,8 +1,9 @@
 """A small SIP user agent over UDP, for simulations and tests: register, place calls, answer calls.
 
-It is built from Hatif's own sans-IO SIP modules (messages, digest, transactions, dialogs) with a thin
-asyncio shell: one UDP socket, one timer re-armed at the earliest transaction deadline (as in
-`hatif.sip.server`), and a few timers per call (answer delay, patience, talk time, 2xx retransmission).
+It is built from Hatif's own sans-IO SIP modules (messages, digest, transactions, dialogs) standing on the
+endpoint shell the SIP server stands on too (`hatif.sip.endpoint`: one UDP socket here, the transaction
+table, one timer at its earliest deadline), and a few timers per call (answer delay, patience, talk time,
+2xx retransmission).
 Every request goes to one server, which acts as the user agent's registrar and outbound proxy; that is
 how phones use Hatif.
 
@@ -41,30 +42,22 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..clock import DeadlineTimer
 from ..media.g711 import alaw_encode, ulaw_encode
 from ..sip.auth import AuthError, Challenge, digest_response, select_challenge
 from ..sip.dialog import Dialog, DialogTable, make_cancel, new_tag
+from ..sip.endpoint import ClientTx, EventCallback, ServerTx, SipEndpoint
 from ..sip.errors import ParseError
-from ..sip.headers import Headers, NameAddr, Via
-from ..sip.message import Request, Response, make_response, parse_message
+from ..sip.headers import Headers, NameAddr
+from ..sip.message import Request, Response, make_response
 from ..sip.sdp import SdpError, SessionDescription, make_answer, make_offer, negotiated
 from ..sip.transaction import (
     Action,
-    ClientInviteTransaction,
-    ClientNonInviteTransaction,
-    DeliverAck,
     DeliverResponse,
-    SendMessage,
     ServerInviteTransaction,
     ServerNonInviteTransaction,
-    TableFull,
-    Terminated,
     TimedOut,
     Timers,
-    TransactionTable,
     TransportFailed,
-    new_branch,
 )
 from ..sip.transport import Peer, UdpListener
 from ..sip.uri import URI
@@ -72,8 +65,6 @@ from ..sip.uri import URI
 log = logging.getLogger(__name__)
 
 Addr = tuple[str, int]
-ClientTx = ClientInviteTransaction | ClientNonInviteTransaction
-ServerTx = ServerInviteTransaction | ServerNonInviteTransaction
 USER_AGENT = "Hatif-sim"
 CODECS = ("PCMU", "PCMA", "telephone-event")
 FRAME = 0.020  # seconds of audio per RTP packet (ptime 20)
@@ -157,120 +148,43 @@ class SipCallError(RuntimeError):
     """A call could not be placed (too many calls, user agent closed); the text says which."""
 
 
-# -- the shell: one socket, the transaction table, one timer ------------------------------------------
+# -- the shell: the SIP endpoint toward one server ----------------------------------------------------
 
 
 RequestHandler = Callable[[Request, ServerTx | None, Peer], None]
 
 
-class _Endpoint:
-    """The asyncio shell around the transaction machines: bytes in and out, timers fired on time."""
+class _Endpoint(SipEndpoint):
+    """The SIP endpoint shell (`hatif.sip.endpoint`) toward one server, with the user agent as its TU."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, server: Addr, host: str, port: int, timers: Timers,
-                 on_request: RequestHandler, on_stray: Callable[[Response], None],
-                 max_transactions: int) -> None:
-        self.loop = loop
+    def __init__(self, loop: asyncio.AbstractEventLoop, server: Addr, timers: Timers, on_request: RequestHandler,
+                 on_stray: Callable[[Response], None], max_transactions: int) -> None:
+        super().__init__(loop, timers=timers, max_transactions=max_transactions, signature=("User-Agent", USER_AGENT))
         self.server = Peer("udp", server[0], server[1])
-        self.table = TransactionTable(timers, max_transactions)
-        self.on_request = on_request
-        self.on_stray = on_stray
-        self.udp = UdpListener(loop, host, port, self._receive)
-        self.local: Addr = self.udp.local
-        self._callbacks: dict[int, Callable[[Action], None]] = {}
-        self.timer = DeadlineTimer(loop, self.table.next_deadline, self._fire)
+        self._on_request = on_request
+        self._on_stray = on_stray
+        self.local: Addr = ("", 0)
 
-    def close(self) -> None:
-        self.timer.close()
-        self.udp.close()
+    async def open(self, host: str, port: int) -> None:
+        """Bind the one UDP socket."""
+        self.local = await self.listen("udp", host, port)
 
-    def via(self) -> str:
-        host, port = self.local
-        return str(Via("UDP", host, port, (("branch", new_branch()), ("rport", None))))
-
-    # sending
-    def send_request(self, request: Request, on_event: Callable[[Action], None] | None = None) -> ClientTx:
+    def to_server(self, request: Request, on_event: EventCallback | None = None) -> ClientTx:
         """Send statefully to the server; a Via with a new branch is put on top unless there is one (CANCEL)."""
-        if request.headers.get("Via") is None:
-            request.headers.add("Via", self.via(), first=True)
-        if "Max-Forwards" not in request.headers:
-            request.headers.add("Max-Forwards", "70")
-        tx = self.table.client_for(request, reliable=False)
-        tx.user_data = self.server
-        if on_event is not None:
-            self._callbacks[id(tx)] = on_event
-        self._run(tx, self.table.add_client(tx, self.loop.time()))
-        self.timer.arm()
-        return tx
+        return self.send_request(request, self.server, on_event)
 
     def send_raw(self, message: Request | Response | bytes, peer: Peer | None = None) -> None:
         """Send outside any transaction: the ACK of a 2xx, a retransmitted 2xx (RFC 3261 §13)."""
-        data = message if isinstance(message, bytes) else bytes(message)
-        self.udp.send(data, (peer or self.server).addr)
+        self.send_stateless(message, peer or self.server)
 
-    def respond(self, tx: ServerTx, response: Response) -> None:
-        if "User-Agent" not in response.headers:
-            response.headers.add("User-Agent", USER_AGENT)
-        self._run(tx, tx.respond(response, self.loop.time()))
-        self.timer.arm()
+    def on_request(self, request: Request, tx: ServerTx, peer: Peer) -> None:
+        self._on_request(request, tx, peer)
 
-    def _run(self, tx: ClientTx | ServerTx, actions: list[Action]) -> None:
-        peer = tx.user_data if isinstance(tx.user_data, Peer) else self.server
-        for action in actions:
-            if isinstance(action, SendMessage):
-                self.udp.send(bytes(action.msg), peer.addr)
-            elif isinstance(action, Terminated):
-                self._callbacks.pop(id(tx), None)
-            elif isinstance(action, DeliverAck):
-                self.on_request(action.request, None, peer)
-            else:
-                callback = self._callbacks.get(id(tx))
-                if callback is not None:
-                    callback(action)
+    def on_ack(self, request: Request, peer: Peer) -> None:
+        self._on_request(request, None, peer)
 
-    # timers
-    def _fire(self, now: float) -> None:
-        for tx, actions in self.table.fire_due(now):
-            self._run(tx, actions)
-
-    # receiving
-    def _receive(self, data: bytes, peer: Peer) -> None:
-        if not data.strip(b"\r\n"):
-            return  # keep-alive
-        try:
-            msg = parse_message(data)
-        except ParseError as e:
-            log.debug("unparsable message", extra={"fields": {"source": f"{peer.host}:{peer.port}",
-                                                              "error": e.reason}})
-            return
-        now = self.loop.time()
-        if isinstance(msg, Response):
-            ctx = self.table.match_response(msg)
-            if ctx is None:
-                self.on_stray(msg)
-            else:
-                self._run(ctx, ctx.receive(msg, now))
-                self.timer.arm()
-            return
-        stx = self.table.match_request(msg)
-        if stx is not None:
-            self._run(stx, stx.receive(msg, now))
-            self.timer.arm()
-            return
-        if msg.method == "ACK":
-            self.on_request(msg, None, peer)
-            return
-        try:
-            stx = self.table.server_for(msg, reliable=False)
-            stx.user_data = peer
-            self._run(stx, self.table.add_server(stx, now))
-        except TableFull:
-            self.send_raw(make_response(msg, 503, to_tag=new_tag()), peer)
-            return
-        try:
-            self.on_request(msg, stx, peer)
-        except ParseError as e:
-            if stx.state in ("trying", "proceeding"):
-                self.respond(stx, make_response(msg, 400, f"Bad Request: {e.reason}"[:120], to_tag=new_tag()))
+    def on_stray(self, response: Response) -> None:
+        self._on_stray(response)
 
 
 # -- RTP: one socket per user agent, one clock for every stream ---------------------------------------
@@ -503,8 +417,9 @@ class UserAgent:
     async def open(self) -> UserAgent:
         self._loop = asyncio.get_running_loop()
         host = self.local_host or _route_to(self.server[0])
-        self._ep = _Endpoint(self._loop, self.server, host, self.local_port, self.timers, self._on_request,
-                             self._on_stray, max_transactions=max(64, 8 * self.max_calls))
+        self._ep = _Endpoint(self._loop, self.server, self.timers, self._on_request, self._on_stray,
+                             max_transactions=max(64, 8 * self.max_calls))
+        await self._ep.open(host, self.local_port)
         self._media = _Media(self._loop, host, self.rtp, self.tone_hz)
         return self
 
@@ -602,7 +517,7 @@ class UserAgent:
             elif isinstance(action, TimedOut | TransportFailed):
                 fut.set_result(make_response(request, 408, "Request Timeout (no answer)"))
 
-        self.endpoint.send_request(request, on_event)
+        self.endpoint.to_server(request, on_event)
         return await fut  # Timer F ends every non-INVITE transaction within 64*T1
 
     # -- registration ---------------------------------------------------------------------------------
@@ -732,7 +647,7 @@ class UserAgent:
 
     def _send_invite(self, call: OutgoingCall) -> None:
         invite = call.invite
-        self.endpoint.send_request(invite, lambda action: self._on_invite_event(call, invite, action))
+        self.endpoint.to_server(invite, lambda action: self._on_invite_event(call, invite, action))
 
     def _on_invite_event(self, call: OutgoingCall, invite: Request, action: Action) -> None:
         if call.finished:
@@ -819,7 +734,7 @@ class UserAgent:
             return
         call.ack = bytes(dialog.create_ack(invite))
         self.endpoint.send_raw(call.ack)
-        self.endpoint.send_request(dialog.create_request("BYE", headers=[("User-Agent", USER_AGENT)]))
+        self.endpoint.to_server(dialog.create_request("BYE", headers=[("User-Agent", USER_AGENT)]))
 
     def _connect(self, call: OutgoingCall) -> None:
         if call.connected is not None or call.finished or call.gave_up is not None:
@@ -861,7 +776,7 @@ class UserAgent:
             return
         call.cancelled = True
         call.cancel_pending = False
-        self.endpoint.send_request(make_cancel(call.invite))
+        self.endpoint.to_server(make_cancel(call.invite))
 
     def _send_bye(self, call: OutgoingCall) -> None:
         dialog = call.dialog
@@ -876,7 +791,7 @@ class UserAgent:
             if isinstance(action, DeliverResponse | TimedOut | TransportFailed):
                 self._finish_out(call, self._answered_outcome(call), 200, "OK", "local")
 
-        self.endpoint.send_request(bye, done)
+        self.endpoint.to_server(bye, done)
 
     @staticmethod
     def _answered_outcome(call: OutgoingCall) -> CallOutcome:
@@ -1036,11 +951,11 @@ class UserAgent:
             if isinstance(action, DeliverResponse | TimedOut | TransportFailed):
                 self._finish_in(call, outcome, 200, "local")
 
-        self.endpoint.send_request(bye, done)
+        self.endpoint.to_server(bye, done)
 
     def _on_cancel(self, cancel: Request, tx: ServerNonInviteTransaction) -> None:
         ep = self.endpoint
-        invite_tx = ep.table.match_cancel(cancel)
+        invite_tx = ep.transactions.match_cancel(cancel)
         if invite_tx is None:
             ep.respond(tx, make_response(cancel, 481))
             return
