@@ -30,6 +30,7 @@ from ..calls.api import Channel, Hangup, Outcome
 from ..calls.call import Call, first
 from ..calls.control import CallControl
 from ..calls.leg import LegState, SipLeg
+from ..clock import DeadlineTimer
 from ..media import prompts as tones
 from ..store.batch import BatchWriter
 from ..store.records import QueueLogEntry, RecordStore
@@ -120,8 +121,7 @@ class AcdService:
         self.stats: dict[str, _QueueStats] = {q.name: _QueueStats() for q in queues}
         self.agent_info: dict[str, _AgentInfo] = {a.user: _AgentInfo(since=self.loop.time()) for a in agents}
         self.events: deque[RouterOutput] = deque(maxlen=20_000)
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_at: float | None = None
+        self._timer = DeadlineTimer(self.loop, self.router.next_deadline, self._on_timer)
         self._log = (BatchWriter(store.add_queue_events, "queue events", linger=linger, spill=spill)
                      if store is not None else None)
         self._pending_log: list[QueueLogEntry] = []
@@ -341,7 +341,7 @@ class AcdService:
             else:
                 self._note(out)
         self._flush_log()
-        self._arm()
+        self._timer.arm()
 
     def _resolve(self, call_id: str, result: str) -> None:
         w = self.waiting.get(call_id)
@@ -420,19 +420,8 @@ class AcdService:
 
     # -- timers ---------------------------------------------------------------------------------------
 
-    def _arm(self) -> None:
-        deadline = self.router.next_deadline()
-        if deadline is None or (self._timer_at is not None and self._timer_at <= deadline):
-            return
-        if self._timer is not None:
-            self._timer.cancel()
-        self._timer_at = deadline
-        self._timer = self.loop.call_at(deadline, self._on_timer)
-
-    def _on_timer(self) -> None:
-        self._timer = None
-        self._timer_at = None
-        self._apply(self.router.tick(self.loop.time()))
+    def _on_timer(self, now: float) -> None:
+        self._apply(self.router.tick(now))
 
     # -- offers ---------------------------------------------------------------------------------------
 
@@ -567,8 +556,7 @@ class AcdService:
         return AcdSnapshot(self.tenant, tuple(queues), agents)
 
     async def close(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
+        self._timer.close()
         if self._log is not None:
             await self._log.close()
 

@@ -1,7 +1,7 @@
 """Simulation of a contact center: `fast` runs the real ACD router on a virtual clock."""
 
+from .batches import Estimate
 from .fast import (
-    Estimate,
     HandleDistribution,
     QueueResult,
     Scenario,

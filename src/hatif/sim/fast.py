@@ -17,9 +17,9 @@ the calls after the warm-up:
 * `occupancy` = agents' time ringing, talking or in after-call work over that time plus available time,
   between the first and the last counted arrival (NOT_READY time is left out).
 
-Each figure comes with the half-width of its 95 % confidence interval by batch means: the counted calls
-are cut, in arrival order, into `batches` consecutive batches whose ratios are treated as independent
-(Law & Kelton, *Simulation Modeling and Analysis*, §9.5.3).
+Each figure comes with the half-width of its 95 % confidence interval by batch means (`batches.py`): the
+counted calls are cut, in arrival order, into `batches` consecutive batches whose ratios are treated as
+independent (Law & Kelton, *Simulation Modeling and Analysis*, §9.5.3).
 """
 
 from __future__ import annotations
@@ -51,6 +51,7 @@ from ..acd import (
     Strategy,
 )
 from ..acd.model import VOICEMAIL
+from .batches import Estimate, estimates
 
 log = logging.getLogger(__name__)
 
@@ -139,14 +140,6 @@ def single_queue_scenario(agents: int, calls_per_hour: float, mean_handle: float
     traffic = Traffic("queue", calls_per_hour / 3600.0, mean_handle, handle, handle_cv, mean_patience)
     staff = tuple(SimAgent(AgentProfile(f"agent{i + 1}"), (QueueMembership("queue"),)) for i in range(agents))
     return Scenario((queue,), (traffic,), staff, calls, answer_within, warmup_calls, batches)
-
-
-@dataclass(frozen=True, slots=True)
-class Estimate:
-    """A simulated figure and the half-width of its 95 % confidence interval (nan: not estimable)."""
-
-    value: float
-    half_width: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -373,40 +366,11 @@ class _Run:
         batches = self.scenario.batches
         size = len(calls) / batches
         per_batch = [ratios(calls[round(b * size):round((b + 1) * size)]) for b in range(batches)]
-        sl, asa, abandoned, waited = ratios(calls)
         answered = [i for i in calls if outcome[i] == _ANSWERED]
         return QueueResult(
             name, len(calls), len(answered), sum(1 for i in answered if wait[i] <= within),
             sum(1 for i in calls if outcome[i] == _ABANDONED), sum(1 for i in calls if outcome[i] == _LEFT),
-            Estimate(sl, _half_width([b[0] for b in per_batch])),
-            Estimate(asa, _half_width([b[1] for b in per_batch])),
-            Estimate(abandoned, _half_width([b[2] for b in per_batch])),
-            Estimate(waited, _half_width([b[3] for b in per_batch])))
-
-
-_T_975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
-          2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048,
-          2.045, 2.042)
-"""Student's t 0.975 quantiles for 1..30 degrees of freedom."""
-
-
-def student_t_975(df: int) -> float:
-    """The 0.975 quantile of Student's t (table to 30 degrees of freedom, Cornish-Fisher beyond)."""
-    if df < 1:
-        raise ValueError(f"degrees of freedom must be at least 1, not {df}")
-    if df <= len(_T_975):
-        return _T_975[df - 1]
-    z = 1.959964
-    return z + (z ** 3 + z) / (4 * df)
-
-
-def _half_width(values: Iterable[float]) -> float:
-    xs = [v for v in values if not math.isnan(v)]
-    if len(xs) < 2:
-        return math.nan
-    mean = sum(xs) / len(xs)
-    var = sum((x - mean) ** 2 for x in xs) / (len(xs) - 1)
-    return student_t_975(len(xs) - 1) * math.sqrt(var / len(xs))
+            *estimates(ratios(calls), per_batch))
 
 
 def run_fast(scenario: Scenario, seed: int, progress: Progress | None = None) -> SimulationResult:

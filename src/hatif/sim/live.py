@@ -43,7 +43,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from ..sip.transaction import Timers
-from .fast import Estimate, HandleDistribution, QueueResult, SimulationResult, student_t_975
+from .batches import estimates
+from .fast import HandleDistribution, QueueResult, SimulationResult
 from .ua import Answer, CallOutcome, CallResult, IncomingCall, OutgoingCall, SipCallError, UserAgent
 
 Progress = Callable[[int, int], None]
@@ -353,26 +354,12 @@ class _LiveRun:
         batches = max(1, min(self.scenario.batches, len(calls) // 2))
         size = len(calls) / batches
         per_batch = [ratios(calls[round(b * size):round((b + 1) * size)]) for b in range(batches)]
-        sl, asa, abandoned, waited = ratios(calls)
         answered = [c for c in calls if c.outcome is CallOutcome.ANSWERED]
         return QueueResult(
             name, len(calls), len(answered), sum(1 for c in answered if wait(c) <= within),
             sum(1 for c in calls if c.outcome is CallOutcome.ABANDONED),
             sum(1 for c in calls if c.outcome in (CallOutcome.REJECTED, CallOutcome.FAILED)),
-            Estimate(sl, _half_width([b[0] for b in per_batch])),
-            Estimate(asa, _half_width([b[1] for b in per_batch])),
-            Estimate(abandoned, _half_width([b[2] for b in per_batch])),
-            Estimate(waited, _half_width([b[3] for b in per_batch])))
-
-
-def _half_width(values: list[float]) -> float:
-    """The 95 % confidence half-width of the mean of batch values (nan with fewer than two)."""
-    xs = [v for v in values if not math.isnan(v)]
-    if len(xs) < 2:
-        return math.nan
-    mean = sum(xs) / len(xs)
-    var = sum((x - mean) ** 2 for x in xs) / (len(xs) - 1)
-    return student_t_975(len(xs) - 1) * math.sqrt(var / len(xs))
+            *estimates(ratios(calls), per_batch))
 
 
 def _handle_time(rng: random.Random, s: LiveScenario) -> float:

@@ -1,9 +1,10 @@
 """The SIP server: transports, transaction layer, authentication, bans, registrar and dispatch.
 
-This is the asyncio shell around the sans-IO cores. Every datagram or framed TCP message goes through
-`receive()`: bans, size and flood checks, parsing (a bad request is answered `400` with the parser's
-reason when enough of it could be read, dropped otherwise), transaction matching, and then the method's
-handler. One timer, re-armed at the earliest transaction deadline, drives every transaction's timers.
+This is the asyncio shell around the sans-IO cores, standing on the endpoint shell it shares with the
+simulator's user agent (`hatif.sip.endpoint`: transports, transaction table, one deadline timer). Every
+datagram or framed TCP message goes through `receive()`: bans, size and flood checks, parsing (a bad
+request is answered `400` with the parser's reason when enough of it could be read, dropped otherwise),
+transaction matching, and then the method's handler.
 
 Who may do what (SECURITY.md): REGISTER and INVITE from users are always challenged, and a user who does
 not exist gets the same challenge as one who does; only configured trusted endpoints (trunks, test tools)
@@ -21,42 +22,28 @@ of their own, answered `503` with `Retry-After`, never a ban.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import secrets
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 from . import auth as digest
 from .admission import Admission, AdmissionSettings, Refusal, Shedder
+from .endpoint import ServerTx as ServerTx  # re-exported: what the B2BUA answers through
+from .endpoint import SipEndpoint
+from .endpoint import via_to_answer as via_to_answer
 from .errors import ParseError
-from .headers import Via, parse_via
+from .headers import Via
 from .inspection import inspect_request
 from .message import REASONS, Request, Response, make_response, parse_message
 from .registrar import RegistrarPolicy, Registry
 from .security import BanList, RateLimiter
-from .transaction import (
-    Action,
-    ClientInviteTransaction,
-    ClientNonInviteTransaction,
-    DeliverAck,
-    SendMessage,
-    ServerInviteTransaction,
-    ServerNonInviteTransaction,
-    TableFull,
-    Terminated,
-    Timers,
-    TransactionTable,
-    new_branch,
-)
-from .transport import Peer, TransportSet
+from .transaction import ServerInviteTransaction, TableFull, Timers, new_branch
+from .transport import Addr, Peer
 from .uri import URI
 
 log = logging.getLogger(__name__)
 
-ClientTx = ClientInviteTransaction | ClientNonInviteTransaction
-ServerTx = ServerInviteTransaction | ServerNonInviteTransaction
 ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, INFO, UPDATE, REFER, NOTIFY"
 # Methods answered outside a dialog (BYE, INFO, UPDATE and PRACK with a 481); others are 405 or 501.
 OUT_OF_DIALOG = frozenset(("OPTIONS", "REGISTER", "INVITE", "BYE", "INFO", "UPDATE", "PRACK"))
@@ -134,27 +121,24 @@ class RequestHandler(Protocol):
     def on_stray_2xx(self, response: Response) -> None: ...
 
 
-class SipServer:
-    """Owns the sockets, the transaction table, the registrar and the authenticator."""
+class SipServer(SipEndpoint):
+    """The endpoint shell plus what a server adds: bans, admission, authentication, the registrar."""
 
     def __init__(self, directory: Directory, settings: SipSettings | None = None,
                  loop: asyncio.AbstractEventLoop | None = None) -> None:
         self.directory = directory
         self.settings = settings or SipSettings()
-        self.loop = loop or asyncio.get_running_loop()
-        self.transports = TransportSet(self.loop, self.receive, self.settings.max_message_size)
-        self.transactions = TransactionTable(self.settings.timers, self.settings.max_transactions)
-        self.registry = Registry(self.settings.registrar)
         s = self.settings
+        super().__init__(loop or asyncio.get_running_loop(), timers=s.timers, max_transactions=s.max_transactions,
+                         signature=("Server", s.user_agent), max_message_size=s.max_message_size,
+                         max_headers=s.max_headers, advertise=s.advertise)
+        self.registry = Registry(self.settings.registrar)
         self.bans = BanList(failure_limit=s.auth_failure_limit, failure_window=s.auth_failure_window,
                             flood_limit=s.flood_limit, flood_window=s.flood_window, ban_time=s.ban_time,
                             proven_time=s.proven_source_seconds)
         self.rates = RateLimiter(s.user_request_rate, s.user_request_burst)
         self._digest: dict[str, digest.DigestServer] = {}
         self.handler: RequestHandler | None = None
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_at: float | None = None
-        self._callbacks: dict[int, Callable[[Action], None]] = {}
         self.stats = {"received": 0, "parse_errors": 0, "dropped_banned": 0, "dropped_own": 0, "auth_failures": 0,
                       "bad_requests_answered": 0, "rate_limited": 0}
         self._own: set[tuple[str, int]] = set()  # our own listening addresses
@@ -174,100 +158,20 @@ class SipServer:
 
     # -- lifecycle ------------------------------------------------------------------------------------
 
-    async def listen(self, transport: str, host: str, port: int) -> tuple[str, int]:
-        addr = await self.transports.listen(transport, host, port)
+    async def listen(self, transport: str, host: str, port: int) -> Addr:
+        addr = await super().listen(transport, host, port)
         self._own.add((addr[0], addr[1]))
         if addr[0] in ("0.0.0.0", "::"):
             self._own.add(("127.0.0.1" if addr[0] == "0.0.0.0" else "::1", addr[1]))
         log.info("sip listening", extra={"fields": {"transport": transport, "address": f"{addr[0]}:{addr[1]}"}})
         return addr
 
-    def close(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        self.transports.close()
-
-    def now(self) -> float:
-        return self.loop.time()
-
-    def local_host(self, transport: str) -> tuple[str, int]:
-        host, port = self.transports.local_address(transport)
-        if self.settings.advertise:
-            host = self.settings.advertise
-        elif host in ("0.0.0.0", "::"):
-            host = "127.0.0.1"
-        if ":" in host and not host.startswith("["):
-            host = f"[{host}]"
-        return host, port
-
     def contact_uri(self, transport: str, user: str | None = None) -> URI:
         host, port = self.local_host(transport)
         params: tuple[tuple[str, str | None], ...] = () if transport == "udp" else (("transport", transport),)
         return URI("sip", host, user, None, port, params)
 
-    # -- timers ---------------------------------------------------------------------------------------
-
-    def _arm(self) -> None:
-        deadline = self.transactions.next_deadline()
-        if deadline is None:
-            return
-        if self._timer_at is not None and self._timer_at <= deadline:
-            return
-        if self._timer is not None:
-            self._timer.cancel()
-        self._timer_at = deadline
-        self._timer = self.loop.call_at(deadline, self._on_timer)
-
-    def _on_timer(self) -> None:
-        self._timer = None
-        self._timer_at = None
-        now = self.now()
-        for tx, actions in self.transactions.fire_due(now):
-            self._run(tx, actions)
-        self._arm()
-
     # -- sending --------------------------------------------------------------------------------------
-
-    def _run(self, tx: ClientTx | ServerTx, actions: list[Action]) -> None:
-        peer = tx.user_data
-        assert isinstance(peer, Peer)
-        for action in actions:
-            if isinstance(action, SendMessage):
-                self.transports.send(bytes(action.msg), peer)
-            elif isinstance(action, Terminated):
-                self._callbacks.pop(id(tx), None)
-            elif isinstance(action, DeliverAck):
-                if self.handler is not None:
-                    self.handler.on_in_dialog(action.request, None, peer)
-            else:
-                cb = self._callbacks.get(id(tx))
-                if cb is not None:
-                    cb(action)
-        if any(isinstance(a, Terminated) for a in actions):
-            self._callbacks.pop(id(tx), None)
-
-    def send_request(self, request: Request, peer: Peer, on_event: Callable[[Action], None] | None = None,
-                     ) -> ClientTx:
-        """Send a request statefully to `peer`: a Via with a new branch is put on top, unless the request
-        already has its Via (a CANCEL carries the INVITE's, RFC 3261 §9.1)."""
-        if request.headers.get("Via") is None:
-            host, port = self.local_host(peer.transport)
-            request.headers.add("Via", str(Via(peer.transport.upper(), host, port,
-                                               (("branch", new_branch()), ("rport", None)))), first=True)
-        if "Max-Forwards" not in request.headers:
-            request.headers.add("Max-Forwards", "70")
-        reliable = peer.transport != "udp"
-        tx: ClientTx
-        if request.method == "INVITE":
-            tx = ClientInviteTransaction(request, reliable, self.settings.timers)
-        else:
-            tx = ClientNonInviteTransaction(request, reliable, self.settings.timers)
-        tx.user_data = peer
-        if on_event is not None:
-            self._callbacks[id(tx)] = on_event
-        self._run(tx, self.transactions.add_client(tx, self.now()))
-        self._arm()
-        return tx
 
     def send_ack(self, ack: Request, peer: Peer) -> None:
         """An ACK for a 2xx is sent outside any transaction (RFC 3261 §13.2.2.4)."""
@@ -276,29 +180,6 @@ class SipServer:
             ack.headers.add("Via", str(Via(peer.transport.upper(), host, port,
                                            (("branch", new_branch()), ("rport", None)))), first=True)
         self.transports.send(bytes(ack), peer)
-
-    def respond(self, tx: ServerTx, response: Response) -> None:
-        if "Server" not in response.headers:
-            response.headers.add("Server", self.settings.user_agent)
-        self._run(tx, tx.respond(response, self.now()))
-        self._arm()
-
-    def respond_stateless(self, request: Request, status: int, peer: Peer, reason: str | None = None,
-                          extra: list[tuple[str, str]] | None = None) -> None:
-        resp = make_response(request, status, reason, to_tag=secrets.token_hex(6) if status > 100 else None,
-                             extra=extra)
-        self.transports.send(bytes(resp), self.response_peer(request, peer))
-
-    def response_peer(self, request: Request, peer: Peer) -> Peer:
-        """Where responses go (RFC 3261 §18.2.2, RFC 3581): the source address for rport or streams."""
-        if peer.transport != "udp":
-            return peer
-        via = via_to_answer(request)
-        if via is None:
-            return peer
-        if via.param("rport") is not None:
-            return peer
-        return Peer("udp", peer.host, via.port or 5060)
 
     # -- receiving ------------------------------------------------------------------------------------
 
@@ -327,7 +208,7 @@ class SipServer:
             self._answer_bad(e, peer)
             return
         if isinstance(msg, Response):
-            self._on_response(msg)
+            self.receive_response(msg)
             return
         self._on_request(msg, peer, trusted, now)
 
@@ -358,15 +239,14 @@ class SipServer:
         self.stats["bad_requests_answered"] += 1
         self.respond_stateless(partial, status, peer, reason)
 
-    def _on_response(self, response: Response) -> None:
-        tx = self.transactions.match_response(response)
-        if tx is None:
-            # A 2xx retransmission after the transaction ended is the TU's (RFC 6026 §7.2); others are strays.
-            if 200 <= response.status < 300 and self.handler is not None and response.cseq.method == "INVITE":
-                self.handler.on_stray_2xx(response)
-            return
-        self._run(tx, tx.receive(response, self.now()))
-        self._arm()
+    def on_stray(self, response: Response) -> None:
+        # A 2xx retransmission after the transaction ended is the TU's (RFC 6026 §7.2); others are strays.
+        if 200 <= response.status < 300 and self.handler is not None and response.cseq.method == "INVITE":
+            self.handler.on_stray_2xx(response)
+
+    def on_ack(self, request: Request, peer: Peer) -> None:
+        if self.handler is not None:
+            self.handler.on_in_dialog(request, None, peer)
 
     def _on_request(self, req: Request, peer: Peer, trusted: tuple[str, str] | None, now: float) -> None:
         via = req.top_via
@@ -387,10 +267,7 @@ class SipServer:
                     params.append((k, v))
             params.append(("received", peer.host))
             req.headers.replace_first("Via", str(Via(via.transport, via.host, via.port, tuple(params))))
-        tx = self.transactions.match_request(req)
-        if tx is not None:
-            self._run(tx, tx.receive(req, now))
-            self._arm()
+        if self.receive_retransmission(req, now):
             return
         method = req.method
         if method == "ACK":
@@ -401,22 +278,15 @@ class SipServer:
         if not req.to.tag and self._refused(req, peer, now):
             return
         try:
-            stx: ServerTx = (ServerInviteTransaction(req, peer.transport != "udp", self.settings.timers)
-                             if method == "INVITE"
-                             else ServerNonInviteTransaction(req, peer.transport != "udp", self.settings.timers))
-            stx.user_data = self.response_peer(req, peer)
-            self._run(stx, self.transactions.add_server(stx, now))
+            stx = self.open_server(req, peer, now)
         except TableFull:
             self.respond_stateless(req, 503, peer, "Server Busy", extra=[("Retry-After", "5")])
             return
         try:
             self._dispatch(req, stx, peer, trusted, now)
         except ParseError as e:
-            # A header read lazily (Max-Forwards, Expires, Contact ...) turned out malformed.
-            if stx.state in ("trying", "proceeding"):
-                reason = "Bad Request: " + "".join(c for c in e.reason if c.isprintable())[:100]
+            if self.answer_bad_header(req, stx, e):
                 self.stats["bad_requests_answered"] += 1
-                self.respond(stx, make_response(req, 400, reason, to_tag=secrets.token_hex(6)))
 
     def _shed(self, data: bytes, peer: Peer, delay: float) -> bool:
         """Every UDP datagram, before parsing: the ACK of a raw refusal is dropped; while Hatif is behind
@@ -454,12 +324,8 @@ class SipServer:
         extra = [("Retry-After", str(refusal.retry_after))]
         # A transaction of its own absorbs the INVITE's retransmissions and the ACK: a retransmission taken
         # for a new INVITE once the load fell would be answered, to a caller who already had its 503.
-        stx: ServerTx = (ServerInviteTransaction(req, peer.transport != "udp", self.settings.timers)
-                         if req.method == "INVITE"
-                         else ServerNonInviteTransaction(req, peer.transport != "udp", self.settings.timers))
-        stx.user_data = self.response_peer(req, peer)
         try:
-            self._run(stx, self.transactions.add_server(stx, now))
+            stx = self.open_server(req, peer, now)
         except TableFull:
             self.respond_stateless(req, refusal.status, peer, refusal.reason, extra=extra)
         else:
@@ -673,15 +539,3 @@ def _claimed_user(creds: str) -> str:
         return str(digest.parse_credentials(creds).get("username", ""))
     except digest.AuthError:
         return ""
-
-
-def via_to_answer(request: Request) -> Via | None:
-    """The top Via as far as a response needs it (RFC 3261 §18.2.2): parsed whole, or, when its parameters
-    are broken (RFC 4475 §3.1.2.1 `;;,;,,`), its sent-protocol and sent-by alone. None: no answer possible."""
-    text = request.headers.get("Via")
-    if text is None:
-        return None
-    for candidate in (text, text.partition(";")[0]):  # whole, then without its parameters
-        with contextlib.suppress(ParseError):
-            return parse_via(candidate)
-    return None
