@@ -281,7 +281,8 @@ async def serve(config: Config, demo: bool = False, quiet: bool = False, log_fil
         reporter[:] = [loop.call_later(REPORT_EVERY, report)]
 
     def settle() -> None:
-        memory.check(len(hatif.control.calls) + len(hatif.sip.transactions))
+        hatif.sip.shedder.expire(hatif.sip.now())
+        memory.check(len(hatif.control.calls) + len(hatif.sip.transactions) + hatif.sip.shedder.remembered)
         reporter.append(loop.call_later(SETTLE_EVERY, settle))
 
     reporter.append(loop.call_later(REPORT_EVERY, report))

@@ -56,6 +56,17 @@ def test_a_late_invite_is_refused_from_its_bytes_and_remembered() -> None:
     assert is_shed_ack(ack) and shedder.drop_ack(ack)
 
 
+def test_refused_branches_are_forgotten_after_two_windows_without_a_new_refusal() -> None:
+    shedder = Shedder(window=32.0)
+    assert isinstance(shedder.shed(INVITE, 100.0, lambda key: False), tuple)
+    shedder.expire(120.0)
+    assert shedder.refused_before("z9hG4bK-1-2") and shedder.remembered == 1  # within the window
+    shedder.expire(133.0)
+    assert shedder.refused_before("z9hG4bK-1-2")  # one window on: still the previous generation
+    shedder.expire(166.0)
+    assert not shedder.refused_before("z9hG4bK-1-2") and shedder.remembered == 0
+
+
 def test_retransmissions_in_dialog_requests_and_others_are_never_shed() -> None:
     shedder = Shedder()
     assert shedder.shed(INVITE, 1.0, lambda key: True) is False  # its transaction exists

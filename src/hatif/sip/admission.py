@@ -273,6 +273,19 @@ class Shedder:
             self._turned = now
         self._current.add(branch)
 
+    def expire(self, now: float) -> None:
+        """Forgets generations older than `window` even when no refusal comes to turn them (after a load, the
+        branches it refused would otherwise stay until the next one: tens of thousands of strings)."""
+        if now - self._turned >= 2 * self.window:
+            self._previous, self._current = set(), set()
+        elif now - self._turned >= self.window:
+            self._previous, self._current = self._current, set()
+            self._turned = now
+
+    @property
+    def remembered(self) -> int:
+        return len(self._current) + len(self._previous)
+
     def refused_before(self, branch: str | None) -> bool:
         """Whether an INVITE with this branch was refused from its raw bytes in the last window or two."""
         return branch is not None and (branch in self._current or branch in self._previous)
