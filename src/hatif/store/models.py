@@ -159,3 +159,31 @@ class QueueEventRow(Base):
     talk: Mapped[float | None]
     position: Mapped[int | None]
     data: Mapped[dict[str, str]]
+
+
+class EventRow(Base):
+    """One event of the durable event log (the outbox): written before the bus delivers it. `seq` is the event's
+    number in its stream, the same in every process sharing the database; `body` is `Event.to_dict()`."""
+
+    __tablename__ = "event_log"
+    __table_args__ = (
+        Index("ix_event_log_stream_seq", "stream", "seq", unique=True),
+        Index("ix_event_log_tenant_stream_seq", "tenant", "stream", "seq"),
+    )
+
+    id: Mapped[int] = mapped_column(BigKey, primary_key=True, autoincrement=True)
+    stream: Mapped[str]
+    seq: Mapped[int] = mapped_column(BigInteger)
+    tenant: Mapped[str]
+    at: Mapped[float]
+    name: Mapped[str]
+    body: Mapped[dict[str, Any]] = mapped_column(JsonDict)
+
+
+class EventStreamRow(Base):
+    """The last sequence number given out in each event stream; its row lock orders writers of that stream."""
+
+    __tablename__ = "event_streams"
+
+    stream: Mapped[str] = mapped_column(primary_key=True)
+    last: Mapped[int] = mapped_column(BigInteger)
