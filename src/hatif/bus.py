@@ -115,10 +115,23 @@ class Bus:
 
     def publish(self, event: Event) -> Event:
         """Numbers `event` in its stream, keeps it and delivers it; returns the numbered event."""
+        event = event.numbered(self._seq[event.STREAM] + 1)
+        self.deliver(event)
+        return event
+
+    def start_at(self, last: dict[str, int]) -> None:
+        """Numbering and history continue after `last` (stream -> number): what the durable log already holds."""
+        for stream, seq in last.items():
+            if stream in self._seq and not self._history[stream]:
+                self._seq[stream] = max(self._seq[stream], seq)
+
+    def deliver(self, event: Event) -> None:
+        """Keeps and delivers an event numbered elsewhere (by the durable log), which must come next: the outbox
+        hands events over in order, each stream's numbers one after the other."""
         stream = event.STREAM
-        seq = self._seq[stream] + 1
-        self._seq[stream] = seq
-        event = event.numbered(seq)
+        if event.seq <= self._seq[stream]:
+            raise ValueError(f"{stream}: event {event.seq} delivered after {self._seq[stream]}")
+        self._seq[stream] = event.seq
         self._history[stream].append(event)
         for accept, handler in self._listeners:
             if accept(event):
@@ -128,7 +141,6 @@ class Bus:
                     log.exception("event listener failed", extra={"fields": {"event": event.NAME}})
         for sub in tuple(self._subscriptions):
             sub.offer(event)
-        return event
 
     def listen(self, handler: Callable[[Event], None], accept: Filter | None = None) -> Callable[[], None]:
         """Runs `handler` inline for each event `accept` takes; returns the function that stops it."""
