@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,21 +23,25 @@ from zoneinfo import ZoneInfo
 
 from .acd import prompts as acd_prompts
 from .acd.service import AcdService
+from .bus import Bus
 from .calls.api import CallEvent, Channel, Hangup, Outcome
 from .calls.call import Call
 from .calls.control import CallControl
 from .config import Config, Tenant, parse_host_port
 from .ivr.model import FlowSet
 from .ivr.runner import run_flow
+from .outbox import Outbox
 from .sip.headers import Headers, NameAddr
 from .sip.message import Request
 from .sip.transport import Peer
 from .sip.uri import URI
 from .store.batch import BatchWriter
 from .store.db import Store
+from .store.eventlog import EventLog
 from .store.journal import CallJournal, OpenCall, repair_wav
 from .store.records import CallRecord, LegRecord
 from .store.spill import SpillFile
+from .translate import call_event, router_events
 from .voicemail import CONTENT_TYPE, EVENT, Mailbox, check_messages, leave_message, message_summary
 from .web.api import create_api
 from .web.server import ApiServer, serve_api
@@ -88,6 +93,8 @@ class Services:
     mwi: MwiNotifier | None = None
     journal: CallJournal | None = None
     interrupted: list[CallRecord] = field(default_factory=list)  # CDRs written at start for the last run's calls
+    bus: Bus = field(default_factory=Bus)
+    outbox: Outbox | None = None  # the store's event log in front of `bus`
     _syncer: asyncio.Task[None] | None = None
 
     @classmethod
@@ -104,6 +111,9 @@ class Services:
         services.flows = {t.name: FlowSet(t.flows, t.schedules, t.lists, t.timezone) for t in config.tenants}
         control.on_record.append(services._write_call)
         control.listeners.append(services._on_event)
+        services.outbox = Outbox(services.bus, EventLog(store))
+        await services.outbox.start()
+        control.listeners.append(services._publish_call_event)
         control.durable = services.durable
         services._syncer = asyncio.get_running_loop().create_task(services._sync_journal())
         control.mailbox_for = services._mailbox_of
@@ -117,6 +127,7 @@ class Services:
                 acd = AcdService(control, t.name, t.queues, t.agents, store=store, voicemail=services.leave_voicemail,
                                  vip=_on_list(t), reasons=t.not_ready_reasons, linger=config.store.linger,
                                  spill=spill.append)
+                acd.listeners.append(services._router_publisher(t.name))
                 acd.start()
                 services.acd[t.name] = acd
         if config.api.listen:
@@ -131,6 +142,8 @@ class Services:
             await acd.close()
         if self.cdrs is not None:
             await self.cdrs.close()
+        if self.outbox is not None:
+            await self.outbox.close()
         if self._syncer is not None:
             self._syncer.cancel()
         if self.journal is not None:
@@ -164,6 +177,22 @@ class Services:
             if call is not None:
                 for path, _ in call.recordings:
                     journal.recording(call.id, str(path))
+
+    # -- events --------------------------------------------------------------------------------------------
+
+    def _publish_call_event(self, event: CallEvent) -> None:
+        """Call control's report, as the one event model, into the store's log and then the bus."""
+        assert self.outbox is not None
+        typed = call_event(event, time.time() - self.control.loop.time())
+        if typed is not None:
+            self.outbox.emit(typed)
+
+    def _router_publisher(self, tenant: str) -> Callable[[Any, float], None]:
+        def publish(event: Any, wall0: float) -> None:
+            assert self.outbox is not None
+            for typed in router_events(tenant, event, wall0):
+                self.outbox.emit(typed)
+        return publish
 
     def durable(self) -> asyncio.Future[None]:
         """Done once every CDR and queue-log line queued so far is committed (or spilled): what a BYE's 200

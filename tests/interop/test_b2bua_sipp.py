@@ -173,3 +173,31 @@ def test_183_with_sdp_is_passed_on_with_anchored_media(rig: Rig) -> None:
     ports = {int(line.split()[1]) for part in early for line in part.splitlines() if line.startswith("m=audio")}
     assert all(20000 <= p < 30000 for p in ports)  # Hatif's default RTP range; SIPp's ports are below it
     assert_left_nothing(rig)
+
+
+def test_calls_are_reported_as_typed_events_in_the_store_before_the_bus(rig: Rig) -> None:
+    """SIPp calls through the B2BUA: each is, in the store's event log and on the bus alike, offered, its legs
+    answered and ended, then ended, numbered one after the other in the calls stream."""
+    from hatif.events import CallEnded, CallOffered, LegAnswered, LegEnded
+    from hatif.store.eventlog import EventLog
+
+    with rig.uas("uas") as uas:
+        with rig.uac("uac", rate=10, max_calls=10, recv_timeout_ms=5000) as uac:
+            result = uac.wait(60)
+        assert result.ok and result.successful == 10, result.describe()
+        uas.stop()
+    assert_left_nothing(rig)
+
+    def read() -> tuple[list[object], list[object]]:
+        services = rig.hatif.h.services
+        return list(services.bus.since("calls", 0)), EventLog(services.store).since("calls", 0, limit=10_000)
+    on_bus, stored = rig.hatif.call(read)
+    assert on_bus == stored
+    assert [e.seq for e in stored] == list(range(1, len(stored) + 1))  # type: ignore[attr-defined]
+    by_call: dict[str, list[type]] = {}
+    for e in stored:
+        by_call.setdefault(e.call_id, []).append(type(e))  # type: ignore[attr-defined]
+    assert len(by_call) == 10
+    for kinds in by_call.values():
+        assert kinds[0] is CallOffered and kinds[-1] is CallEnded, kinds
+        assert kinds.count(LegAnswered) == 2 and kinds.count(LegEnded) == 2, kinds

@@ -126,6 +126,7 @@ class AcdService:
                      if store is not None else None)
         self._pending_log: list[QueueLogEntry] = []
         self._wall0 = time.time() - self.loop.time()
+        self.listeners: list[Callable[[RouterOutput, float], None]] = []  # (event, wall-clock time at loop 0)
 
     # -- agents ---------------------------------------------------------------------------------------
 
@@ -349,7 +350,12 @@ class AcdService:
             w.done.set_result(result)
 
     def _note(self, event: RouterOutput) -> None:
-        """Statistics, agent states and the queue log."""
+        """Statistics, agent states and the queue log; the listeners get every router event."""
+        for listener in self.listeners:
+            try:
+                listener(event, self._wall0)
+            except Exception:
+                log.exception("acd listener failed", extra={"fields": {"tenant": self.tenant}})
         if isinstance(event, AgentStateChanged):
             info = self.agent_info.setdefault(event.agent, _AgentInfo())
             info.state, info.reason, info.since = event.new, event.reason, event.at

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar, dataclass_transform
 
 STREAMS = {"calls": "call.", "queues": "queue.", "agents": "agent.", "users": "user.", "config": "config."}
 """Each stream and the prefix of its events' names."""
@@ -73,6 +73,7 @@ def from_dict(data: dict[str, Any]) -> Event:
         raise EventError(f"{name}: {e}") from None
 
 
+@dataclass_transform(frozen_default=True, kw_only_default=True, field_specifiers=(field,))
 def event(cls: type[E]) -> type[E]:
     """Makes `cls` a frozen event class and registers it by its `NAME` (unique, starting with its stream)."""
     made = dataclass(frozen=True, slots=True, kw_only=True)(cls)
