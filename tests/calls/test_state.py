@@ -210,7 +210,7 @@ def test_outbound_rings_then_early_then_answers() -> None:
     out = leg.provisional(180, 0.4)  # a 180 after early media: still early
     assert leg.state is LegState.EARLY and Progress(True) in out
     out = leg.accepted(1.0)
-    assert out == [CancelTimer("ring"), Answered(), Emit("leg.answered")]
+    assert out == [CancelTimer("ring"), Emit("leg.answered"), Answered()]
     assert leg.state is LegState.ANSWERED and leg.answered_at == 1.0
     assert leg.timers == frozenset()
 
@@ -922,3 +922,438 @@ def test_any_call_event_sequence_keeps_the_relations_consistent(events: list[tup
         assert not [c for c in out if isinstance(c, Bridge) and (c.a not in call.live or c.b not in call.live)]
     assert over == (1 if call.over else 0)
     assert call.over == (not call.live)
+
+
+# -- the table, state by state ---------------------------------------------------------------------------
+
+LEG_EVENT_OF = {  # the table's event name behind each `feed` event
+    "ring": "ring", "ring_early": "ring", "answer": "answer", "reject": "reject", "cancel": "cancel",
+    "ack": "ack", "invite": "invite", "provisional": "provisional", "early": "provisional",
+    "accepted": "accepted", "unusable": "accepted", "failed": "failed", "timed_out": "timed_out",
+    "give_up": "give_up", "hangup": "hangup", "bye": "bye", "bye_done": "bye_done", "hold": "hold",
+    "resume": "resume", "answered": "reinvite_answered", "glare": "reinvite_answered", "offer": "offer",
+    "party_hold": "party_hold", "party_resume": "party_resume", "timer_ring": "timer:ring",
+    "timer_2xx": "timer:2xx", "timer_glare": "timer:glare",
+}
+
+# How to bring a leg of each direction into each state, from a fresh machine.
+PATHS: dict[tuple[str, LegState], list[str]] = {
+    ("inbound", LegState.CALLING): [],
+    ("inbound", LegState.RINGING): ["ring"],
+    ("inbound", LegState.EARLY): ["ring_early"],
+    ("inbound", LegState.ANSWERED): ["answer", "ack"],
+    ("inbound", LegState.HELD): ["answer", "ack", "party_hold"],
+    ("inbound", LegState.ENDING): ["answer", "ack", "hangup"],
+    ("inbound", LegState.ENDED): ["cancel"],
+    ("outbound", LegState.CALLING): ["invite"],
+    ("outbound", LegState.RINGING): ["invite", "provisional"],
+    ("outbound", LegState.EARLY): ["invite", "early"],
+    ("outbound", LegState.ANSWERED): ["invite", "provisional", "accepted"],
+    ("outbound", LegState.HELD): ["invite", "provisional", "accepted", "party_hold"],
+    ("outbound", LegState.ENDING): ["invite", "provisional", "give_up"],
+    ("outbound", LegState.ENDED): ["invite", "failed"],
+}
+
+
+def leg_in(direction: str, state: LegState) -> LegMachine:
+    leg = LegMachine("inbound" if direction == "inbound" else "outbound", 0.0)
+    for i, event in enumerate(PATHS[(direction, state)]):
+        feed(leg, event, float(i))
+    assert leg.state is state
+    return leg
+
+
+@pytest.mark.parametrize(("direction", "state"), list(PATHS))
+def test_every_state_is_reachable(direction: str, state: LegState) -> None:
+    assert leg_in(direction, state).state is state
+
+
+@pytest.mark.parametrize(("direction", "state"), list(PATHS))
+@pytest.mark.parametrize("event", sorted(LEG_EVENT_OF))
+def test_events_the_table_does_not_name_are_absorbed(direction: str, state: LegState, event: str) -> None:
+    """A pair missing from `LEG_TRANSITIONS` changes nothing: at most a refusal comes out (a hold that
+    cannot be sent is answered False, a re-INVITE on an ended dialog 481)."""
+    if (state, LEG_EVENT_OF[event]) in LEG_TRANSITIONS:
+        return
+    leg = leg_in(direction, state)
+    out = feed(leg, event, 50.0)
+    assert leg.state is state
+    assert not [c for c in out if not isinstance(c, ReinviteDone | SendResponse)]
+    assert not [c for c in of(out, SendResponse) if isinstance(c, SendResponse) and c.status != 481]
+    assert all(isinstance(c, ReinviteDone) and not c.accepted for c in of(out, ReinviteDone))
+
+
+@pytest.mark.parametrize(("direction", "state"), list(PATHS))
+@pytest.mark.parametrize("event", sorted(LEG_EVENT_OF))
+def test_events_with_a_fixed_next_state_go_there(direction: str, state: LegState, event: str) -> None:
+    """Where the table names the next state (not None), the machine ends up there, for the direction the
+    event belongs to."""
+    key = (state, LEG_EVENT_OF[event])
+    to = LEG_TRANSITIONS.get(key)
+    if to is None:
+        return
+    inbound_only = {"ring", "ring_early", "answer", "reject", "cancel"}
+    outbound_only = {"invite", "provisional", "early", "accepted", "unusable", "failed", "timed_out", "give_up"}
+    if (direction == "outbound" and event in inbound_only) or (direction == "inbound" and event in outbound_only):
+        return
+    if event in ("timer_ring", "timer_glare", "timer_2xx", "answered", "glare"):
+        return  # timers and re-INVITE answers need their setup: tested one by one above
+    leg = leg_in(direction, state)
+    feed(leg, event, 50.0)
+    assert leg.state is to
+
+
+def test_retransmissions_of_the_200_cover_64_t1() -> None:
+    """RFC 3261 §13.3.1.4: T1, 2*T1, ... capped at T2, and the leg gives up at 64*T1 without an ACK."""
+    t1, t2 = 0.5, 4.0
+    leg = LegMachine("inbound", 0.0, t1=t1, t2=t2)
+    out = leg.answer(0.0)
+    [first] = of(out, StartTimer)
+    assert isinstance(first, StartTimer)
+    now, delay, sends = 0.0, first.delay, 0
+    while True:
+        now += delay
+        out = leg.timer_fired("2xx", now)
+        if of(out, Ended):
+            break
+        sends += len(of(out, Retransmit))
+        [timer] = of(out, StartTimer)
+        assert isinstance(timer, StartTimer) and timer.delay <= t2
+        delay = timer.delay
+    assert now >= 64 * t1 and sends == 10  # 0.5 1 2 4 4 4 4 4 4 4 (s), as for a 2xx over UDP
+    assert leg.cause == "no_ack"
+
+
+def test_an_ack_after_the_hangup_is_absorbed() -> None:
+    leg = LegMachine("inbound", 0.0)
+    leg.answer(0.0)
+    leg.hangup("normal", 0.1)
+    assert leg.ack(0.2) == []
+    assert not leg.acked
+
+
+def test_an_outbound_leg_needs_no_ack() -> None:
+    leg = outbound_answered()
+    assert leg.acked and leg.timer_fired("2xx", 10.0) == []
+
+
+def test_the_answer_to_a_held_offer_arrives_held() -> None:
+    """A party that answers (or offers) sendonly holds from the start: the shell sets `remote_held`
+    before the answer, and the answered leg is held."""
+    leg = LegMachine("outbound", 0.0)
+    leg.invite(5.0, 0.0)
+    leg.remote_held = True
+    leg.accepted(1.0)
+    assert leg.state is LegState.HELD
+    assert leg.party_hold(False, 2.0) == [Emit("leg.resumed", {"by": "party"}), PartyHold(False)]
+    assert leg.state is LegState.ANSWERED
+
+
+def test_hold_while_the_party_holds_keeps_held_and_sends_the_offer() -> None:
+    leg = inbound_answered()
+    leg.party_hold(True, 1.0)
+    assert leg.hold(2.0) == [SendRequest("INVITE", "sendonly")]
+    assert leg.state is LegState.HELD
+
+
+def test_a_timed_out_reinvite_is_not_accepted() -> None:
+    leg = inbound_answered()
+    leg.hold(1.0)
+    out = leg.reinvite_answered(408, 33.0)
+    assert ReinviteDone("sendonly", False) in out
+    assert leg.held  # Hatif's intent stands: the music plays, a resume is still possible
+    assert leg.resume(34.0) == [SendRequest("INVITE", "sendrecv")]
+
+
+def test_a_second_491_waits_again() -> None:
+    leg = outbound_answered()
+    leg.hold(1.0)
+    leg.reinvite_answered(491, 1.1, jitter=0.5)
+    leg.timer_fired("glare", 4.2)
+    assert leg.reinvite_answered(491, 4.3, jitter=0.5) == [StartTimer("glare", pytest.approx(3.05))]
+    assert leg.reinvite_pending
+
+
+def test_glare_then_the_party_hangs_up() -> None:
+    leg = outbound_answered()
+    leg.hold(1.0)
+    leg.reinvite_answered(491, 1.1)
+    out = leg.bye(1.5)
+    assert CancelTimer("glare") in out and ReinviteDone("sendonly", False) in out
+    assert leg.timer_fired("glare", 4.0) == []
+
+
+# -- a world: leg machines and a call machine, wired as the shells wire them -----------------------------
+
+
+class World:
+    """Leg machines under one call machine, the commands of each fed to the other as `leg.py` and
+    `call.py` do: a call's `HangupLeg` hangs a leg up, a leg's `Ended` reaches the call. Still no socket,
+    no loop, no clock: what went on the wire is kept in `wire`, what played in `playing`."""
+
+    def __init__(self) -> None:
+        self.call = CallMachine()
+        self.legs: dict[str, LegMachine] = {}
+        self.wire: list[tuple[str, str]] = []
+        self.playing: dict[str, str] = {}
+        self.bridged: set[frozenset[str]] = set()
+        self.events: list[tuple[str, str | None]] = []
+        self.now = 0.0
+
+    def tick(self, seconds: float = 0.1) -> float:
+        self.now += seconds
+        return self.now
+
+    def add(self, name: str, direction: str, *, caller: bool = False) -> LegMachine:
+        leg = LegMachine("inbound" if direction == "inbound" else "outbound", self.now)
+        self.legs[name] = leg
+        self.call.add_leg(name, f"party-{name}", caller=caller)
+        return leg
+
+    def caller_answered(self) -> None:
+        self.add("caller", "inbound", caller=True)
+        self.leg("caller", self.legs["caller"].answer(self.tick()))
+        self.leg("caller", self.legs["caller"].ack(self.tick()))
+
+    def dial(self, name: str) -> None:
+        """A new outbound leg: INVITE, then 180 (as the shell feeds what comes back)."""
+        leg = self.add(name, "outbound")
+        self.leg(name, leg.invite(20.0, self.tick()))
+        self.leg(name, leg.provisional(180, self.tick()))
+
+    def answers(self, name: str) -> None:
+        self.leg(name, self.legs[name].accepted(self.tick()))
+
+    def busy(self, name: str) -> None:
+        self.leg(name, self.legs[name].failed(486, self.tick(), "Busy Here"))
+
+    def hangs_up(self, name: str) -> None:
+        self.leg(name, self.legs[name].bye(self.tick()))
+
+    def leg(self, name: str, cmds: Sequence[object]) -> None:
+        for c in cmds:
+            if isinstance(c, SendRequest | SendResponse):
+                self.wire.append((name, sent([c])[0]))
+            elif isinstance(c, Emit):
+                self.events.append((c.kind, name))
+            elif isinstance(c, Ended):
+                self.run(self.call.leg_ended(name, c.cause, self.now))
+            elif isinstance(c, PartyHold):
+                self.run(self.call.party_hold(name, c.held, self.now))
+
+    def run(self, cmds: Sequence[object]) -> None:
+        for c in cmds:
+            if isinstance(c, Bridge):
+                self.bridged.add(frozenset((c.a, c.b)))
+                self.playing.pop(c.a, None)
+                self.playing.pop(c.b, None)
+            elif isinstance(c, Unbridge):
+                self.bridged = {pair for pair in self.bridged if c.leg not in pair}
+            elif isinstance(c, PlayMusic):
+                self.playing[c.leg] = "music"
+            elif isinstance(c, PlayRingback):
+                self.playing[c.leg] = "ringback"
+            elif isinstance(c, StopPlaying):
+                self.playing.pop(c.leg, None)
+            elif isinstance(c, HangupLeg):
+                self.leg(c.leg, self.legs[c.leg].hangup(c.cause, self.now))
+            elif isinstance(c, Emit):
+                self.events.append((c.kind, c.leg))
+
+    def talking(self, a: str, b: str) -> bool:
+        return frozenset((a, b)) in self.bridged
+
+    def sent_to(self, name: str) -> list[str]:
+        return [what for who, what in self.wire if who == name]
+
+
+def direct_call() -> World:
+    w = World()
+    w.caller_answered()
+    w.dial("agent")
+    w.answers("agent")
+    w.run(w.call.bridge("caller", "agent", w.tick()))
+    return w
+
+
+def test_world_direct_call_and_the_callers_bye() -> None:
+    w = direct_call()
+    assert w.talking("caller", "agent")
+    w.hangs_up("caller")
+    assert w.sent_to("agent")[-1] == "BYE"
+    assert w.legs["agent"].state is LegState.ENDING and w.call.live == {}
+    assert w.call.over
+
+
+def test_world_blind_transfer() -> None:
+    w = direct_call()
+    w.run(w.call.transfer("caller", "2001", w.tick()))
+    assert w.sent_to("agent")[-1] == "BYE" and w.legs["agent"].cause == "transferred"
+    assert w.playing["caller"] == "ringback" and w.call.state is CallState.TRANSFERRING
+    w.dial("expert")
+    w.answers("expert")
+    w.run(w.call.target_answered("caller", "expert", w.tick()))
+    assert w.talking("caller", "expert") and "caller" not in w.playing
+    assert ("transfer", "caller") in w.events
+    w.hangs_up("expert")
+    assert w.call.state is CallState.PARKED and not w.call.over  # the caller's application decides
+
+
+def test_world_blind_transfer_to_a_busy_target() -> None:
+    w = direct_call()
+    w.run(w.call.transfer("caller", "2001", w.tick()))
+    w.dial("expert")
+    w.busy("expert")
+    w.run(w.call.target_failed("caller", w.tick(), "expert"))
+    assert w.call.state is CallState.PARKED and "caller" not in w.playing
+    assert w.legs["expert"].cause == "busy" and w.sent_to("expert") == ["INVITE"]
+
+
+def test_world_attended_transfer() -> None:
+    w = direct_call()
+    w.run(w.call.consult("agent", w.tick()))
+    assert w.playing == {"caller": "music", "agent": "ringback"}
+    w.dial("expert")
+    w.answers("expert")
+    w.run(w.call.consult_answered("agent", "expert", "2001", w.tick()))
+    assert w.talking("agent", "expert") and w.playing == {"caller": "music"}
+    w.run(w.call.complete("agent", w.tick()))
+    assert w.talking("caller", "expert") and not w.playing
+    assert w.sent_to("agent")[-1] == "BYE" and w.legs["agent"].cause == "transferred"
+    assert w.call.state is CallState.BRIDGED
+
+
+def test_world_consult_cancelled() -> None:
+    w = direct_call()
+    w.run(w.call.consult("agent", w.tick()))
+    w.dial("expert")
+    w.answers("expert")
+    w.run(w.call.consult_answered("agent", "expert", "2001", w.tick()))
+    w.run(w.call.cancel_consult("agent", w.tick()))
+    assert w.talking("caller", "agent") and not w.playing
+    assert w.sent_to("expert")[-1] == "BYE" and w.legs["expert"].state is LegState.ENDING
+
+
+def test_world_consult_target_busy() -> None:
+    w = direct_call()
+    w.run(w.call.consult("agent", w.tick()))
+    w.dial("expert")
+    w.busy("expert")
+    w.run(w.call.consult_failed("agent", w.tick(), "expert"))
+    assert w.playing == {"caller": "music"}  # the caller still waits
+    w.run(w.call.cancel_consult("agent", w.tick()))
+    assert w.talking("caller", "agent") and not w.playing
+
+
+def test_world_consult_target_does_not_answer_in_time() -> None:
+    w = direct_call()
+    w.run(w.call.consult("agent", w.tick()))
+    w.dial("expert")
+    w.leg("expert", w.legs["expert"].timer_fired("ring", w.tick(20.0)))
+    assert w.sent_to("expert")[-1] == "CANCEL" and w.legs["expert"].cause == "no_answer"
+    w.run(w.call.consult_failed("agent", w.tick(), "expert"))
+    w.leg("expert", w.legs["expert"].failed(487, w.tick()))
+    assert w.legs["expert"].state is LegState.ENDED
+    assert w.call.state is CallState.CONSULTING
+
+
+def test_world_caller_hangs_up_during_the_consultation() -> None:
+    w = direct_call()
+    w.run(w.call.consult("agent", w.tick()))
+    w.dial("expert")
+    w.answers("expert")
+    w.run(w.call.consult_answered("agent", "expert", "2001", w.tick()))
+    w.hangs_up("caller")
+    assert w.sent_to("agent")[-1] == "BYE" and w.sent_to("expert")[-1] == "BYE"
+    assert w.call.over and w.call.held_aside == {}
+    for name in ("agent", "expert"):
+        w.legs[name].bye_done(w.tick())
+        assert w.legs[name].state is LegState.ENDED
+
+
+def test_world_caller_hangs_up_while_the_consulted_party_rings() -> None:
+    w = direct_call()
+    w.run(w.call.consult("agent", w.tick()))
+    w.dial("expert")
+    w.hangs_up("caller")
+    assert w.sent_to("expert")[-1] == "CANCEL"  # ringing: the caller's end cancels it
+    assert w.sent_to("agent")[-1] == "BYE"
+
+
+def test_world_agent_hangs_up_during_the_consultation() -> None:
+    w = direct_call()
+    w.run(w.call.consult("agent", w.tick()))
+    w.dial("expert")
+    w.answers("expert")
+    w.run(w.call.consult_answered("agent", "expert", "2001", w.tick()))
+    w.hangs_up("agent")
+    assert w.talking("caller", "expert") and not w.playing
+
+
+def test_world_hold_from_both_sides() -> None:
+    w = direct_call()
+    agent = w.legs["agent"]
+    w.leg("agent", agent.hold(w.tick()))
+    w.run(w.call.hold("agent", w.now))
+    assert w.sent_to("agent")[-1] == "INVITE:sendonly" and w.playing["agent"] == "music"
+    w.leg("agent", agent.reinvite_answered(200, w.tick()))
+    assert ("leg.held", "agent") in w.events
+    caller = w.legs["caller"]
+    assert caller.offer(w.tick()) == []
+    w.leg("caller", caller.party_hold(True, w.now))
+    assert w.playing["agent"] == "music" and caller.state is LegState.HELD
+    w.leg("agent", agent.resume(w.tick()))
+    w.run(w.call.resume("agent", w.now))
+    w.leg("agent", agent.reinvite_answered(200, w.tick()))
+    w.leg("caller", caller.party_hold(False, w.tick()))
+    assert not w.playing and agent.state is LegState.ANSWERED and caller.state is LegState.ANSWERED
+
+
+def test_world_glare_on_hold() -> None:
+    w = direct_call()
+    agent = w.legs["agent"]
+    w.leg("agent", agent.hold(w.tick()))
+    w.leg("agent", agent.offer(w.tick()))
+    assert w.sent_to("agent")[-2:] == ["INVITE:sendonly", "491"]
+    w.leg("agent", agent.reinvite_answered(491, w.tick(), jitter=0.0))
+    w.leg("agent", agent.timer_fired("glare", w.tick(2.1)))
+    assert w.sent_to("agent")[-1] == "INVITE:sendonly"
+    w.leg("agent", agent.reinvite_answered(200, w.tick()))
+    assert not agent.reinvite_pending and agent.state is LegState.HELD
+
+
+def test_world_conference_of_three() -> None:
+    w = World()
+    for name in ("a", "b", "c"):
+        w.add(name, "inbound", caller=name == "a")
+        w.leg(name, w.legs[name].answer(w.tick()))
+        w.run(w.call.join(name, "room", w.tick()))
+    assert w.call.rooms == {"a": "room", "b": "room", "c": "room"}
+    assert w.call.state is CallState.CONFERENCED
+    w.hangs_up("b")
+    assert w.call.rooms == {"a": "room", "c": "room"}
+    w.run(w.call.leave("c", w.tick()))
+    assert w.call.rooms == {"a": "room"}
+
+
+def test_world_cancel_racing_the_200_of_the_callee() -> None:
+    w = World()
+    w.add("caller", "inbound", caller=True)
+    w.leg("caller", w.legs["caller"].ring(w.tick()))
+    w.dial("callee")
+    w.leg("caller", w.legs["caller"].cancel(w.tick()))  # the caller gives up...
+    assert w.sent_to("callee")[-1] == "CANCEL"
+    w.answers("callee")  # ...as the callee answers: its 200 gets a BYE
+    assert w.sent_to("callee")[-1] == "BYE"
+    assert w.legs["callee"].answered_at is None and w.call.over
+
+
+def test_world_the_callee_answers_as_the_callers_cancel_arrives() -> None:
+    w = World()
+    w.add("caller", "inbound", caller=True)
+    w.dial("callee")
+    w.answers("callee")
+    w.leg("caller", w.legs["caller"].answer(w.tick()))
+    w.run(w.call.bridge("caller", "callee", w.tick()))
+    w.leg("caller", w.legs["caller"].cancel(w.tick()))  # too late: our 200 went first
+    assert w.talking("caller", "callee") and w.legs["caller"].state is LegState.ANSWERED

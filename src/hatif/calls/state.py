@@ -228,7 +228,7 @@ def _each(states: tuple[LegState, ...], event: str, to: LegState | Literal["stay
 LEG_TRANSITIONS: Mapping[tuple[LegState, str], LegState | None] = {
     # inbound, Hatif is the UAS (RFC 3261 §13.3)
     **_each((CALLING, RINGING), "ring", None),  # 180, or 183 with our SDP
-    **_each(SETUP, "answer", ANSWERED),  # 200 with our SDP, retransmitted until the ACK
+    **_each(SETUP, "answer", None),  # 200 with our SDP, retransmitted until the ACK; held if the offer held
     **_each(SETUP, "reject", ENDED),  # a final failure to the INVITE
     **_each(SETUP, "cancel", ENDED),  # CANCEL received: 487 (RFC 3261 §9.2); absorbed once answered
     **_each(UP, "ack", STAY),
@@ -278,6 +278,9 @@ def cause_of(status: int) -> str:
 
 class LegMachine:
     """The state of one leg: which messages it sends, which timers it keeps, what it tells its call.
+
+    The shell sets `remote_held` itself from the first offer or answer (before the leg is up, that is a
+    description, not an event); afterwards every change comes in through `party_hold`.
 
     `t1` and `t2` are the SIP timers (RFC 3261 Table 4) that pace the retransmission of our 2xx."""
 
@@ -364,14 +367,14 @@ class LegMachine:
 
     def answer(self, now: float) -> list[LegCommand]:
         """200 OK, retransmitted at T1, 2*T1 ... T2 until the ACK comes (RFC 3261 §13.3.1.4)."""
-        if self.direction != "inbound" or (to := self._go("answer")) is False:
+        if self.direction != "inbound" or self._go("answer") is False:
             return []
-        self._enter(to)
+        self.state = HELD if self.remote_held else ANSWERED
         self.acked = False
         self._interval = self._t1
         self._retransmit_until = now + 64 * self._t1
         self.answered_at = now
-        return [SendResponse(200, "OK"), self._start("2xx", self._t1), Answered(), Emit("leg.answered")]
+        return [SendResponse(200, "OK"), self._start("2xx", self._t1), Emit("leg.answered"), Answered()]
 
     def reject(self, status: int, now: float, reason: str | None = None, cause: str | None = None
                ) -> list[LegCommand]:
@@ -433,9 +436,9 @@ class LegMachine:
         if not usable:
             self._bye_sent = True
             return [SendRequest("BYE"), *self._over("failed", now, ENDING)]
-        self.state = ANSWERED
+        self.state = HELD if self.remote_held else ANSWERED  # the answer may hold us from the start
         self.answered_at = now
-        return [*self._cancel("ring"), Answered(), Emit("leg.answered")]
+        return [*self._cancel("ring"), Emit("leg.answered"), Answered()]
 
     def failed(self, status: int, now: float, reason: str = "") -> list[LegCommand]:
         """A final failure (300-699): busy, unavailable, rejected ... (401/407 count as unavailable: Hatif
