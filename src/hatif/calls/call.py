@@ -222,9 +222,10 @@ class Call:
         leg = self.control.dial(self, target, timeout=timeout, caller_id=caller_id, prefer=caller.codec)
         if isinstance(leg, str):
             return leg
-        return await self._connect_leg(caller, leg, music=music)
+        return await self.connect_leg(caller, leg, music=music)
 
-    async def _connect_leg(self, caller: SipLeg, leg: SipLeg, *, music: bool = False) -> Outcome:
+    async def connect_leg(self, caller: SipLeg, leg: SipLeg, *, music: bool = False) -> Outcome:
+        """Bridge `caller` to a leg already placed, once it answers (ringback or music meanwhile)."""
         if caller.state is LegState.ANSWERED:
             caller.media.play(tones.music_on_hold() if music else ringback(), loop=True)
         await first(leg.answered, leg.finished, caller.finished)
@@ -454,8 +455,7 @@ class Call:
 
     def on_leg_answered(self, leg: SipLeg) -> None:
         if leg is self.caller:
-            self.control.stats["answered"] += 1
-            self.control.setup_done(leg)
+            self.control.caller_answered(leg)
 
     def on_leg_ended(self, leg: SipLeg) -> None:
         self.leave_conference(leg)

@@ -235,7 +235,7 @@ class CallControl:
         if isinstance(leg, str):
             outcome: str = leg
         else:
-            outcome = await call._connect_leg(caller, leg)
+            outcome = await call.connect_leg(caller, leg)
         if caller.ended:
             return
         if outcome == "answered":
@@ -374,6 +374,11 @@ class CallControl:
             self._by_server_tx.pop(id(leg.server_tx), None)
         if leg.direction == "outbound":
             self._by_out_call_id.pop(invite.call_id, None)
+        self.setup_done(leg)
+
+    def caller_answered(self, leg: SipLeg) -> None:
+        """A call's caller was answered: counted, and no longer a call being set up."""
+        self.stats["answered"] += 1
         self.setup_done(leg)
 
     def setup_done(self, leg: SipLeg) -> None:

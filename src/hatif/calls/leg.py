@@ -47,6 +47,7 @@ from ..sip.transaction import (
     TimedOut,
 )
 from ..sip.transport import Peer
+from .state import cause_of
 
 if TYPE_CHECKING:
     from .call import Call
@@ -84,21 +85,6 @@ class LegState(enum.Enum):
     EARLY = "early"  # 183 with SDP: early media flows
     ANSWERED = "answered"
     ENDED = "ended"
-
-
-# Why an outbound attempt failed, from the final status (RFC 3261 §21).
-def cause_of(status: int) -> str:
-    if status in (486, 600):
-        return "busy"
-    if status == 480:
-        return "unavailable"
-    if status == 487:
-        return "cancelled"
-    if status in (408, 504):
-        return "no_answer"
-    if status in (603, 403):
-        return "rejected"
-    return "failed"
 
 
 class SipLeg:
