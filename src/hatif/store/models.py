@@ -187,3 +187,95 @@ class EventStreamRow(Base):
 
     stream: Mapped[str] = mapped_column(primary_key=True)
     last: Mapped[int] = mapped_column(BigInteger)
+
+
+# -- people (hatif.people) ---------------------------------------------------------------------------------
+
+
+class UserRow(Base):
+    """A person who signs in to the web API: a name unique in its tenant, one role, an argon2id hash. A platform
+    owner's tenant is `*` (hatif.people.PLATFORM)."""
+
+    __tablename__ = "users"
+    __table_args__ = (Index("ix_users_tenant_name", "tenant", "name", unique=True),)
+
+    id: Mapped[int] = mapped_column(BigKey, primary_key=True, autoincrement=True)
+    tenant: Mapped[str]
+    name: Mapped[str]
+    role: Mapped[str]
+    password_hash: Mapped[str]
+    disabled: Mapped[bool]
+    created: Mapped[datetime]
+
+
+class WebSessionRow(Base):
+    """A signed-in browser session; only the SHA-256 of its cookie's secret is kept."""
+
+    __tablename__ = "web_sessions"
+    __table_args__ = (
+        Index("ix_web_sessions_secret_sha256", "secret_sha256", unique=True),
+        Index("ix_web_sessions_tenant_user", "tenant", "user"),
+    )
+
+    id: Mapped[int] = mapped_column(BigKey, primary_key=True, autoincrement=True)
+    tenant: Mapped[str]
+    user_pk: Mapped[int] = mapped_column(
+        "user", BigKey, ForeignKey("users.id", ondelete="CASCADE", name="fk_web_sessions_user")
+    )
+    secret_sha256: Mapped[str]
+    created: Mapped[datetime]
+    last_seen: Mapped[datetime]
+
+
+class ApiTokenRow(Base):
+    """A user's API token: its SHA-256 (the token itself is shown once), its scopes (space-separated), and
+    when it was revoked, if it was."""
+
+    __tablename__ = "api_tokens"
+    __table_args__ = (
+        Index("ix_api_tokens_secret_sha256", "secret_sha256", unique=True),
+        Index("ix_api_tokens_tenant_user", "tenant", "user"),
+    )
+
+    id: Mapped[int] = mapped_column(BigKey, primary_key=True, autoincrement=True)
+    tenant: Mapped[str]
+    user_pk: Mapped[int] = mapped_column(
+        "user", BigKey, ForeignKey("users.id", ondelete="CASCADE", name="fk_api_tokens_user")
+    )
+    name: Mapped[str]
+    secret_sha256: Mapped[str]
+    scopes: Mapped[str]
+    created: Mapped[datetime]
+    expires: Mapped[datetime | None]
+    revoked: Mapped[datetime | None]
+    last_used: Mapped[datetime | None]
+
+
+class SignInFailureRow(Base):
+    """One failed sign-in, counted per (tenant, name) whether the name exists or not, for the lock-out."""
+
+    __tablename__ = "sign_in_failures"
+    __table_args__ = (Index("ix_sign_in_failures_tenant_name_at", "tenant", "name", "at"),)
+
+    id: Mapped[int] = mapped_column(BigKey, primary_key=True, autoincrement=True)
+    tenant: Mapped[str]
+    name: Mapped[str]
+    at: Mapped[datetime]
+
+
+class AuditRow(Base):
+    """One administrative or supervisory action: who (user id and name), what (action, target, detail), when,
+    and from where (the client's address)."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_tenant_at", "tenant", "at"),)
+
+    id: Mapped[int] = mapped_column(BigKey, primary_key=True, autoincrement=True)
+    tenant: Mapped[str]
+    at: Mapped[datetime]
+    actor_id: Mapped[int | None] = mapped_column(BigKey)
+    actor: Mapped[str]
+    action: Mapped[str]
+    target: Mapped[str]
+    address: Mapped[str]
+    detail: Mapped[dict[str, Any]] = mapped_column(JsonDict)

@@ -1,0 +1,13 @@
+"""People and roles: users with argon2id password hashes, per-tenant roles (agent, supervisor, administrator)
+and platform owners, browser sessions, API tokens with scopes, the sign-in lock-out and the audit log.
+
+`model` holds the rules as plain data and pure functions (who may do what, when a name is locked out, what a
+password must be); `credentials` makes and checks secrets; `store` keeps people in the database; `service`
+(to come) is what the web API and the command line call.
+"""
+
+from hatif.people.model import PLATFORM, ROLE_SCOPES, AuditEntry, Principal, Role, Scope, Token, User
+from hatif.people.store import DuplicateName, PeopleStore
+
+__all__ = ["PLATFORM", "ROLE_SCOPES", "AuditEntry", "DuplicateName", "PeopleStore", "Principal", "Role", "Scope",
+           "Token", "User"]
