@@ -46,6 +46,7 @@ from pydantic_core import PydanticCustomError
 
 from . import __version__
 from .acd.settings import DEFAULT_REASONS, AgentSettings, QueueSettings
+from .errors import ConfigError as ConfigError  # re-exported: `hatif.config.ConfigError` stays its name
 from .ivr.model import Flow
 from .ivr.rules import NumberList, Schedule, TimeZoneName
 from .ivr.validate import KnownTargets, flow_problems
@@ -81,14 +82,6 @@ _DIGITS = re.compile(r"[0-9]{1,32}")
 _TEMPLATE_TOKEN = re.compile(r"\\(?:g<([^>]*)>|([0-9]{1,2})|(.?))", re.DOTALL)
 _TEMPLATE_ESCAPES = frozenset("abfnrtv\\")
 _PROBLEMS = "config_problems"
-
-
-class ConfigError(ValueError):
-    """The configuration is unusable; `messages` holds every problem as `file:line: field: reason`."""
-
-    def __init__(self, messages: list[str]) -> None:
-        self.messages = list(messages)
-        super().__init__("\n".join(self.messages))
 
 
 def _problems(problems: list[tuple[Loc, str]]) -> PydanticCustomError:
