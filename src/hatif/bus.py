@@ -22,6 +22,7 @@ import logging
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable
 
+from .errors import BusError
 from .events import STREAMS, Event
 
 log = logging.getLogger(__name__)
@@ -29,11 +30,11 @@ log = logging.getLogger(__name__)
 Filter = Callable[[Event], bool]
 
 
-class Dropped(Exception):
+class Dropped(BusError):
     """A subscription ended by the bus, with the reason (it fell behind, or the bus closed)."""
 
 
-class Gap(LookupError):
+class Gap(BusError, LookupError):
     """The history no longer holds the events after the sequence number asked for."""
 
 

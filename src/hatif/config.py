@@ -26,6 +26,7 @@ import re
 import types
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
@@ -46,6 +47,9 @@ from pydantic_core import PydanticCustomError
 
 from . import __version__
 from .acd.settings import DEFAULT_REASONS, AgentSettings, QueueSettings
+from .calls.dialplan import DialPlan, RoutingRule
+from .calls.dialplan import Route as Route
+from .errors import ConfigError as ConfigError  # re-exported: `hatif.config.ConfigError` stays its name
 from .ivr.model import Flow
 from .ivr.rules import NumberList, Schedule, TimeZoneName
 from .ivr.validate import KnownTargets, flow_problems
@@ -81,14 +85,6 @@ _DIGITS = re.compile(r"[0-9]{1,32}")
 _TEMPLATE_TOKEN = re.compile(r"\\(?:g<([^>]*)>|([0-9]{1,2})|(.?))", re.DOTALL)
 _TEMPLATE_ESCAPES = frozenset("abfnrtv\\")
 _PROBLEMS = "config_problems"
-
-
-class ConfigError(ValueError):
-    """The configuration is unusable; `messages` holds every problem as `file:line: field: reason`."""
-
-    def __init__(self, messages: list[str]) -> None:
-        self.messages = list(messages)
-        super().__init__("\n".join(self.messages))
 
 
 def _problems(problems: list[tuple[Loc, str]]) -> PydanticCustomError:
@@ -231,15 +227,6 @@ def _dial_target(value: object) -> DialTarget:
     if not isinstance(value, str):
         raise ValueError("expected 'user:NAME', 'extension', 'endpoint:NAME' or 'app:NAME'")
     return DialTarget.parse(value)
-
-
-@dataclass(frozen=True, slots=True)
-class Route:
-    """The dial plan's answer for a number: a user (by username), an endpoint or an application."""
-
-    kind: Literal["user", "endpoint", "app"]
-    target: str
-    number: str
 
 
 def _slug(value: str) -> str:
@@ -620,12 +607,15 @@ class Tenant(_Model):
     """The longest a call of this tenant may last before Hatif ends it (BYE, cause max_duration); none: no limit."""
 
     _by_extension: dict[str, User] = PrivateAttr(default_factory=dict)
+    _dial_plan: DialPlan = PrivateAttr(default_factory=DialPlan)
 
     def model_post_init(self, context: Any, /) -> None:
         self._by_extension = {}
         for user in self.users:
             if user.extension is not None:
                 self._by_extension.setdefault(user.extension, user)
+        rules = tuple(RoutingRule(r.match, r.to.kind, r.to.name, r.rewrite) for r in self.dialplan)
+        self._dial_plan = DialPlan(rules, MappingProxyType({e: u.username for e, u in self._by_extension.items()}))
 
     @model_validator(mode="after")
     def _consistent(self) -> Tenant:
@@ -707,24 +697,13 @@ class Tenant(_Model):
         return next((e for e in self.endpoints if e.name == name), None)
 
     def route(self, number: str) -> Route | None:
-        """Resolve a dialed number: rules in order; `rewrite` (if any) is expanded from the match first."""
-        for rule in self.dialplan:
-            m = rule.match.search(number)
-            if m is None:
-                continue
-            dialed = m.expand(rule.rewrite) if rule.rewrite is not None else number
-            target = rule.to
-            if target.kind == "extension":
-                user = self._by_extension.get(dialed)
-                if user is not None:
-                    return Route("user", user.username, dialed)
-            elif target.kind == "user":
-                return Route("user", target.name, dialed)
-            elif target.kind == "endpoint":
-                return Route("endpoint", target.name, dialed)
-            else:
-                return Route("app", target.name, dialed)
-        return None
+        """Resolve a dialed number through the tenant's dial plan (`hatif.calls.dialplan`)."""
+        return self._dial_plan.route(number)
+
+    @property
+    def dial_plan(self) -> DialPlan:
+        """The tenant's frozen routing settings, for call control."""
+        return self._dial_plan
 
 
 def _duplicates(section: str, items: list[tuple[int, str]], what: str,

@@ -9,13 +9,13 @@ import pytest
 
 from hatif.ivr.machine import (
     Collect,
+    EndCall,
     FlowMachine,
-    Hangup,
+    HandOff,
     HttpFailure,
     HttpLookup,
     HttpResponse,
     Play,
-    Route,
     Say,
     SetLanguage,
 )
@@ -56,9 +56,9 @@ def test_a_call_through_every_kind_of_action() -> None:
     assert m.send("12", now) == HttpLookup("GET", "http://127.0.0.1:9/orders/712", 3.0)
     assert m.send(HttpResponse(200, '{"status": "آماده"}'.encode()), now) == Say("وضعیت: آماده", "fa")
     assert m.variables == {"order": "712", "status": "آماده"}
-    assert m.send(None, now) == Route(RouteTarget("queue", "sales"))
+    assert m.send(None, now) == HandOff(RouteTarget("queue", "sales"))
     assert m.send("no_answer", now) == Say("خدانگهدار", "fa")
-    assert m.send(None, now) == Hangup("normal")
+    assert m.send(None, now) == EndCall("normal")
     assert m.finished
     with pytest.raises(RuntimeError, match="ended"):
         m.send(None, now)
@@ -66,11 +66,11 @@ def test_a_call_through_every_kind_of_action() -> None:
 
 @pytest.mark.parametrize(("when", "first"), [
     (tehran(6, 6, 8, 0), Say),          # Saturday 08:00 in Tehran (04:30 UTC)
-    (tehran(6, 6, 7, 59), Route),       # a minute before opening
+    (tehran(6, 6, 7, 59), HandOff),       # a minute before opening
     (tehran(6, 10, 15, 59), Say),       # Wednesday
-    (tehran(6, 10, 16, 0), Route),      # closing time is closed
-    (tehran(6, 11, 10, 0), Route),      # Thursday
-    (tehran(3, 21, 10, 0), Route),      # Nowruz (a Saturday in 2026): a yearly holiday
+    (tehran(6, 10, 16, 0), HandOff),      # closing time is closed
+    (tehran(6, 11, 10, 0), HandOff),      # Thursday
+    (tehran(3, 21, 10, 0), HandOff),      # Nowruz (a Saturday in 2026): a yearly holiday
 ])
 def test_hours_are_judged_at_the_time_passed_in(when: float, first: type) -> None:
     m = FlowMachine(FLOWS, "main", language="en")
@@ -80,7 +80,7 @@ def test_hours_are_judged_at_the_time_passed_in(when: float, first: type) -> Non
 def test_after_hours_route_and_lookup_failure() -> None:
     m = FlowMachine(FLOWS, "main", language="fa")
     night = tehran(6, 6, 23)
-    assert m.start(night) == Route(RouteTarget("number", "+982100000000"))
+    assert m.start(night) == HandOff(RouteTarget("number", "+982100000000"))
     assert m.send("busy", night) == Say("خدانگهدار", "fa")
 
     m = FlowMachine(FLOWS, "main", language="en", variables={})

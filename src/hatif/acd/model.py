@@ -18,11 +18,13 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Final
 
+from ..errors import AcdError
+
 MIN_PROFICIENCY: Final = 1
 MAX_PROFICIENCY: Final = 10
 
 
-class RoutingError(ValueError):
+class RoutingError(AcdError, ValueError):
     """A request the router cannot carry out; the message names the agent, call or queue at fault."""
 
 

@@ -16,6 +16,8 @@ from typing import Literal, Protocol, runtime_checkable
 import numpy as np
 import numpy.typing as npt
 
+from ..errors import CallError
+
 Samples = npt.NDArray[np.int16]
 """8 kHz mono 16-bit audio, as the media engine plays it."""
 
@@ -27,7 +29,7 @@ EndedBy = Literal["terminator", "max_length", "silence", "hangup"]
 """Why a recording stopped."""
 
 
-class Hangup(Exception):
+class Hangup(CallError):
     """The caller hung up (or the call was ended) while an application was working on it."""
 
 

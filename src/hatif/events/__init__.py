@@ -17,6 +17,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar, dataclass_transform
 
+from ..errors import HatifError
+
 STREAMS = {"calls": "call.", "queues": "queue.", "agents": "agent.", "users": "user.", "config": "config."}
 """Each stream and the prefix of its events' names."""
 
@@ -24,7 +26,7 @@ E = TypeVar("E", bound="Event")
 _BY_NAME: dict[str, type[Event]] = {}
 
 
-class EventError(ValueError):
+class EventError(HatifError, ValueError):
     """A dict that is not an event this version knows (unknown name, newer schema, missing or wrong field)."""
 
 

@@ -2,10 +2,10 @@
 
 It owns no socket, clock or event loop (ARCHITECTURE.md, principle 1). The shell asks for the first
 action with `start(now)`, carries it out, and hands the result back with `send(result, now)`, which
-returns the next action, until a `Hangup` action ends the call::
+returns the next action, until an `EndCall` action ends the call::
 
     action = machine.start(time.time())
-    while not isinstance(action, Hangup):
+    while not isinstance(action, EndCall):
         action = machine.send(await carry_out(action), time.time())
 
 Actions and the results they expect:
@@ -15,8 +15,8 @@ Actions and the results they expect:
 `Collect`       the digits pressed ("" when none came in time)
 `SetLanguage`   None (the channel now speaks that language)
 `HttpLookup`    `HttpResponse` (status and body) or `HttpFailure` (timeout, connection)
-`Route`         the `Outcome` of a queue or a connect; None after a voicemail
-`Hangup`        nothing: the flow is over
+`HandOff`       the `Outcome` of a queue or a connect; None after a voicemail
+`EndCall`       nothing: the flow is over
 ==============  ======================================================================
 
 `now` is Unix time; it is read by `hours` conditions only. `flow:` routes are followed inside the
@@ -113,7 +113,7 @@ class HttpLookup:
 
 
 @dataclass(frozen=True, slots=True)
-class Route:
+class HandOff:
     """Hand the caller to a queue, a voicemail box, or connect them (user, extension, number, endpoint)."""
 
     target: RouteTarget
@@ -121,13 +121,13 @@ class Route:
 
 
 @dataclass(frozen=True, slots=True)
-class Hangup:
+class EndCall:
     """End the call: `normal`, `step_limit` or `flow_error` (a node or flow that does not exist)."""
 
     cause: str = "normal"
 
 
-Action = Say | Play | Collect | SetLanguage | HttpLookup | Route | Hangup
+Action = Say | Play | Collect | SetLanguage | HttpLookup | HandOff | EndCall
 
 # -- results ----------------------------------------------------------------------------------------------
 
@@ -178,7 +178,7 @@ class FlowMachine:
 
     @property
     def finished(self) -> bool:
-        return isinstance(self._pending, Hangup)
+        return isinstance(self._pending, EndCall)
 
     def start(self, now: float) -> Action:
         """The first action."""
@@ -193,7 +193,7 @@ class FlowMachine:
         action = self._pending
         if action is None:
             raise RuntimeError("call start() first")
-        if isinstance(action, Hangup):
+        if isinstance(action, EndCall):
             raise RuntimeError("the flow has ended")
         _check_result(action, result)
         self._now = now
@@ -212,26 +212,26 @@ class FlowMachine:
         node_name: str | None = flow.start if flow is not None else None
         if flow is None:
             self._log(logging.ERROR, "ivr flow missing", flow=self.flow)
-            yield Hangup("flow_error")
+            yield EndCall("flow_error")
             return
         while node_name is not None:
             if self.steps >= self.step_limit:
                 self._log(logging.WARNING, "ivr step limit", steps=self.steps)
-                yield Hangup("step_limit")
+                yield EndCall("step_limit")
                 return
             self.steps += 1
             self.node = node_name
             node = self._node(node_name)
             if node is None:
                 self._log(logging.ERROR, "ivr node missing")
-                yield Hangup("flow_error")
+                yield EndCall("flow_error")
                 return
             self._log(logging.DEBUG, "ivr step", type=node.type, step=self.steps)
             if self.on_step is not None:
                 self.on_step(self.flow, node_name)
             node_name = yield from self._enter(node)
         self._log(logging.DEBUG, "ivr end")
-        yield Hangup("normal")
+        yield EndCall("normal")
 
     def _node(self, name: str) -> Node | None:
         flow = self.flows.flows.get(self.flow)
@@ -411,7 +411,7 @@ class FlowMachine:
                 return None
             self.flow = target.name
             return flow.start
-        outcome = yield Route(target, node.timeout)
+        outcome = yield HandOff(target, node.timeout)
         if target.kind == "voicemail" or outcome == "answered":
             return None
         self._log(logging.INFO, "ivr route failed", to=str(target), outcome=str(outcome), next=node.on_fail)
@@ -431,7 +431,7 @@ def _check_result(action: Action, result: Result) -> None:
         ok = isinstance(result, str)
     elif isinstance(action, HttpLookup):
         ok = isinstance(result, HttpResponse | HttpFailure)
-    elif isinstance(action, Route):
+    elif isinstance(action, HandOff):
         ok = result is None if action.target.kind == "voicemail" else result in _OUTCOMES
     else:
         ok = result is None

@@ -27,14 +27,14 @@ from .machine import (
     STEP_LIMIT,
     Action,
     Collect,
+    EndCall,
     FlowMachine,
-    Hangup,
+    HandOff,
     HttpFailure,
     HttpLookup,
     HttpResponse,
     Play,
     Result,
-    Route,
     Say,
     SetLanguage,
 )
@@ -77,7 +77,7 @@ async def run_flow(channel: Channel, flows: FlowSet | Mapping[str, Flow], name: 
     try:
         await channel.answer()
         action = machine.start(clock())
-        while not isinstance(action, Hangup):
+        while not isinstance(action, EndCall):
             if isinstance(action, HttpLookup) and http_client is None:
                 http_client = own_client = httpx.AsyncClient(follow_redirects=False)
             result = await _carry_out(channel, action, router, http_client)
@@ -115,7 +115,7 @@ async def _carry_out(channel: Channel, action: Action, router: RouteHandler,
     if isinstance(action, HttpLookup):
         assert client is not None
         return await lookup(client, action)
-    assert isinstance(action, Route)
+    assert isinstance(action, HandOff)
     target = action.target
     if target.kind == "queue":
         return await router.queue(channel, target.name)

@@ -24,6 +24,7 @@ import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
+from ..errors import IvrError
 from .model import (
     BUILTIN_VARIABLES,
     CallerInCondition,
@@ -69,7 +70,7 @@ class KnownTargets:
     variables: frozenset[str] = frozenset()
 
 
-class FlowError(ValueError):
+class FlowError(IvrError, ValueError):
     """Flows that cannot run; `messages` holds each problem as `flows.FLOW.nodes.NODE.FIELD: reason`."""
 
     def __init__(self, messages: list[str]) -> None:

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from ..errors import MediaError
 from .rtp import RtpPacket
 
 __all__ = [
@@ -48,7 +49,7 @@ _PAYLOAD = struct.Struct("!BBH")
 MAX_DURATION = 0xFFFF
 
 
-class DtmfError(ValueError):
+class DtmfError(MediaError, ValueError):
     """A telephone-event payload or a digit that RFC 4733 does not allow; the text says which."""
 
 

@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from ..errors import MediaError as MediaError  # re-exported: callers catch the engine's faults by family
 from .dtmf import DtmfDigit, DtmfReceiver, GoertzelDetector
 from .g711 import alaw_decode, alaw_encode, ulaw_decode, ulaw_encode
 from .jitter import JitterBuffer
@@ -54,7 +55,7 @@ READ_BATCH = 64
 BUFFER = 2048
 
 
-class MediaError(RuntimeError):
+class EngineError(MediaError, RuntimeError):
     """The engine cannot do what was asked (e.g. the RTP port range is exhausted)."""
 
 
@@ -485,7 +486,7 @@ class MediaEngine:
             leg = Leg(self, sock)
             self.legs[port] = leg
             return leg
-        raise MediaError(f"no free RTP port in {self.settings.port_min}-{self.settings.port_max}")
+        raise EngineError(f"no free RTP port in {self.settings.port_min}-{self.settings.port_max}")
 
     def _release(self, leg: Leg) -> None:
         if self.legs.pop(leg.local_port, None) is not None:

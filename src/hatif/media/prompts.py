@@ -43,6 +43,7 @@ from typing import Final, Literal
 import numpy as np
 import numpy.typing as npt
 
+from ..errors import MediaError
 from .g711 import alaw_decode, ulaw_decode
 
 __all__ = [
@@ -75,7 +76,7 @@ Language = Literal["en", "ar", "fa"]
 LANGUAGES: Final[tuple[Language, ...]] = ("en", "ar", "fa")
 
 
-class PromptError(ValueError):
+class PromptError(MediaError, ValueError):
     """A prompt that cannot be read, spoken or made; the text names the file or language and the reason."""
 
 

@@ -17,6 +17,8 @@ import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from ..errors import MediaError
+
 __all__ = [
     "Goodbye",
     "ReceiverReport",
@@ -56,11 +58,11 @@ SDES_CNAME = 1  # RFC 3550 §6.5.1
 NTP_UNIX_OFFSET = 2_208_988_800  # seconds from 1900-01-01 to 1970-01-01 (RFC 3550 §4)
 
 
-class RtpError(ValueError):
+class RtpError(MediaError, ValueError):
     """An RTP packet that does not follow RFC 3550 §5.1; the text names the field."""
 
 
-class RtcpError(ValueError):
+class RtcpError(MediaError, ValueError):
     """An RTCP packet or compound that does not follow RFC 3550 §6; the text names the field."""
 
 

@@ -13,6 +13,8 @@ import secrets
 
 import pylibsrtp
 
+from ..errors import MediaError
+
 SUITES = {
     "AES_CM_128_HMAC_SHA1_80": pylibsrtp.Policy.SRTP_PROFILE_AES128_CM_SHA1_80,
     "AES_CM_128_HMAC_SHA1_32": pylibsrtp.Policy.SRTP_PROFILE_AES128_CM_SHA1_32,
@@ -21,7 +23,7 @@ SUITES = {
 KEY_LENGTH = 30  # 16-octet master key and 14-octet master salt (RFC 4568 §6.2.1)
 
 
-class SrtpError(ValueError):
+class SrtpError(MediaError, ValueError):
     """A suite or key we cannot use; the text says which."""
 
 

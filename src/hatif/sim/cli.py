@@ -23,12 +23,13 @@ from typing import Any, TextIO
 
 from ..acd import Strategy
 from ..config import DEMO_PASSWORD, parse_host_port
+from ..errors import SimError
 from ..sip.transaction import Timers
 from .fast import HandleDistribution, SimulationResult, compare_strategies, run_fast, single_queue_scenario
 from .live import LiveError, LiveScenario, run_live
 
 
-class UsageError(ValueError):
+class UsageError(SimError, ValueError):
     """A command-line value that cannot be used; the text names the option."""
 
 

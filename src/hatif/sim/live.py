@@ -42,6 +42,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from ..errors import SimError
 from ..sip.transaction import Timers
 from .batches import estimates
 from .fast import HandleDistribution, QueueResult, SimulationResult
@@ -53,7 +54,7 @@ Progress = Callable[[int, int], None]
 MAX_CALLERS = 100_000
 
 
-class LiveError(RuntimeError):
+class LiveError(SimError, RuntimeError):
     """The live run could not start (an agent could not register); the text names who and why."""
 
 

@@ -27,6 +27,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from ..errors import SimError
 from ..sip.transaction import Timers
 from .ua import Answer, CallOutcome, IncomingCall, OutgoingCall, SipCallError, UserAgent
 
@@ -35,7 +36,7 @@ log = logging.getLogger(__name__)
 CALLER_ID_TRIES = 20  # draws of a random caller ID before giving up on a unique one
 
 
-class DemoStreamError(RuntimeError):
+class DemoStreamError(SimError, RuntimeError):
     """The stream could not start (bad settings, a local port in use); the text names the problem."""
 
 

@@ -28,6 +28,8 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from ..errors import SipError
+
 ALGORITHMS = {"MD5": "md5", "SHA-256": "sha256"}
 """RFC 7616 §3.3 / RFC 8760 §2.2: the hashlib name behind each `algorithm` (each with a `-sess` variant)."""
 _DUMMY_SECRET = secrets.token_hex(32)
@@ -41,7 +43,7 @@ _ESCAPE = re.compile(r"\\(.)", re.S)
 _NC = re.compile(r"[0-9a-fA-F]{8}")
 
 
-class AuthError(ValueError):
+class AuthError(SipError, ValueError):
     """A malformed or unusable Digest header value; the text says what is wrong."""
 
 

@@ -16,6 +16,7 @@ import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 
+from ..errors import SipError
 from .errors import ParseError
 from .headers import Headers, NameAddr, Via
 from .message import Request, Response, make_response
@@ -290,7 +291,7 @@ def make_cancel(invite: Request) -> Request:
     return Request(Headers._trusted(items), b"", "CANCEL", invite.uri)
 
 
-class DialogTableFull(Exception):
+class DialogTableFull(SipError):
     """The dialog table holds `max_dialogs` already."""
 
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ..errors import SipError
+
 if TYPE_CHECKING:
     from .message import Message
 
 
-class ParseError(ValueError):
+class ParseError(SipError, ValueError):
     """A SIP message, header or URI that does not follow RFC 3261.
 
     The text names what is wrong, and is fit for the reason phrase of a `400` (RFC 3261 §21.4.1).

@@ -13,6 +13,8 @@ import base64
 import binascii
 from dataclasses import dataclass, replace
 
+from ..errors import SipError
+
 Line = tuple[str, str]
 """A line kept as text: its type letter and its value (`("b", "AS:80")`)."""
 
@@ -32,7 +34,7 @@ _MEDIA_RANK = {"i": 1, "c": 2, "b": 3, "k": 4}
 _UNKNOWN_SESSION_RANK, _UNKNOWN_MEDIA_RANK = 12, 5
 
 
-class SdpError(ValueError):
+class SdpError(SipError, ValueError):
     """A description that does not follow RFC 4566, or an offer we cannot answer; the text says where."""
 
 

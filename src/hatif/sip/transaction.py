@@ -28,6 +28,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import ClassVar, TypeVar, cast
 
+from ..errors import SipError
 from .headers import Headers
 from .message import Request, Response
 
@@ -620,7 +621,7 @@ Transaction = ClientTransaction | ServerTransaction
 # -- the table ----------------------------------------------------------------------------------------
 
 
-class TableFull(Exception):
+class TableFull(SipError):
     """The transaction table holds `max_transactions` already: the shell answers 503 statelessly."""
 
 

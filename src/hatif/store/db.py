@@ -38,6 +38,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from hatif.store.models import CallRow, LegRow, QueueEventRow, VoicemailRow
 from hatif.store.records import CallRecord, LegRecord, QueueLogEntry, VoicemailMessage
 
+from ..errors import HatifError
+
 log = logging.getLogger(__name__)
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -47,7 +49,7 @@ _MIGRATION_LOCK = 0x48617469660001  # "Hatif" 1: the advisory lock key held whil
 _PASSWORD = re.compile(r"(://[^:/@]*:)[^@]*@")
 
 
-class StoreError(Exception):
+class StoreError(HatifError):
     """The database could not be reached or refused an operation. The message names the database (its URL
     without the password) and the reason."""
 

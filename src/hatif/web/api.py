@@ -32,6 +32,8 @@ from hatif.store.records import RecordStore, VoicemailMessage
 from hatif.web.auth import TokenAuth
 from hatif.web.schemas import CallOut, ErrorOut, HeardIn, QueueEventOut, VoicemailOut
 
+from ..errors import WebError
+
 log = logging.getLogger(__name__)
 
 PREFIX = "/api/v1"
@@ -39,7 +41,7 @@ MAX_CALLS = 1000
 MAX_QUEUE_EVENTS = 10000
 
 
-class ApiError(Exception):
+class ApiError(WebError):
     """An answer other than success: HTTP status, stable code, sentence."""
 
     def __init__(self, status: int, code: str, message: str, headers: Mapping[str, str] | None = None) -> None:

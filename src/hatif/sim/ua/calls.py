@@ -21,6 +21,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ...errors import SimError
 from ...sip.dialog import Dialog, DialogTable, make_cancel, new_tag
 from ...sip.endpoint import ServerTx
 from ...sip.errors import ParseError
@@ -104,7 +105,7 @@ AnswerPolicy = Answer | Callable[["IncomingCall"], Answer]
 CallHook = Callable[["IncomingCall"], None]
 
 
-class SipCallError(RuntimeError):
+class SipCallError(SimError, RuntimeError):
     """A call could not be placed (too many calls, user agent closed); the text says which."""
 
 
