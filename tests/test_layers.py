@@ -15,13 +15,13 @@ import hatif
 SRC = Path(hatif.__file__).parent
 
 LAYERS: dict[str, int] = {
-    "__init__": 0, "events": 0, "errors": 0, "clock": 0, "bus": 0, "log": 0,
+    "__init__": 0, "events": 0, "errors": 0, "clock": 0, "bus": 0, "outbox": 0, "broker": 0, "log": 0,
     "sip": 1, "media": 1, "store": 1,
     "calls": 2,
-    "ivr": 3, "voicemail": 3, "acd": 3, "dialer": 3, "crm": 3, "reports": 3,
+    "ivr": 3, "voicemail": 3, "people": 3, "acd": 3, "dialer": 3, "crm": 3, "reports": 3,
     "web": 4,
     "config": 5,
-    "app": 6, "demo": 6, "sim": 6, "cli": 6, "services": 6, "__main__": 6,
+    "app": 6, "translate": 6, "demo": 6, "sim": 6, "cli": 6, "services": 6, "__main__": 6,
 }
 CALLS_SURFACE = {"hatif.calls", "hatif.calls.api", "hatif.calls.dialplan"}
 """What features (L3) and presentation (L4) may import of call control; the rest is its internals."""

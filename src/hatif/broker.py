@@ -28,6 +28,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js.errors import NotFoundError
 
+from .errors import BusError
 from .events import Event, EventError, from_dict
 
 log = logging.getLogger(__name__)
@@ -35,7 +36,7 @@ log = logging.getLogger(__name__)
 _TOKEN = re.compile(r"[^A-Za-z0-9_-]")
 
 
-class BrokerError(Exception):
+class BrokerError(BusError):
     """The broker cannot be reached or refused the stream Hatif needs."""
 
 

@@ -63,7 +63,11 @@ class WebError(HatifError):
 
 
 class BusError(HatifError):
-    """The event bus ended a subscription or no longer holds the history asked for."""
+    """The event bus ended a subscription or no longer holds the history asked for; the broker is away."""
+
+
+class PeopleError(HatifError):
+    """Users, roles, sessions and tokens: a name taken, a rule of the people model broken."""
 
 
 class SimError(HatifError):

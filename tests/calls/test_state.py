@@ -17,7 +17,7 @@ from hatif.calls.state import (
     CALL_ACCEPTS,
     LEG_TRANSITIONS,
     Answered,
-    Bridge,
+    BridgeLegs,
     CallMachine,
     CallOver,
     CallState,
@@ -29,7 +29,7 @@ from hatif.calls.state import (
     JoinRoom,
     LeaveRoom,
     LegMachine,
-    LegState,
+    LegPhase,
     PartyHold,
     PlayMusic,
     PlayRingback,
@@ -82,10 +82,10 @@ def outbound_answered(now: float = 0.0) -> LegMachine:
 def test_inbound_rings_then_answers_and_retransmits_the_200_until_the_ack() -> None:
     leg = LegMachine("inbound", 0.0, t1=0.5, t2=4.0)
     out = leg.ring(0.1)
-    assert sent(out) == ["180"] and leg.state is LegState.RINGING
+    assert sent(out) == ["180"] and leg.state is LegPhase.RINGING
     assert of(out, Emit) == [Emit("leg.ringing", {"early": False})]
     out = leg.answer(1.0)
-    assert sent(out) == ["200"] and leg.state is LegState.ANSWERED
+    assert sent(out) == ["200"] and leg.state is LegPhase.ANSWERED
     assert StartTimer("2xx", 0.5) in out and Answered() in out
     assert leg.answered_at == 1.0 and not leg.acked
     assert leg.timer_fired("2xx", 1.5) == [Retransmit(), StartTimer("2xx", 1.0)]
@@ -101,16 +101,16 @@ def test_inbound_without_ack_within_64_t1_is_hung_up() -> None:
     leg.answer(0.0)
     out = leg.timer_fired("2xx", 6.4)
     assert sent(out) == ["BYE"] and Ended("no_ack") in out
-    assert leg.state is LegState.ENDING and leg.cause == "no_ack"
+    assert leg.state is LegPhase.ENDING and leg.cause == "no_ack"
     leg.bye_done(6.5)
-    assert leg.state is LegState.ENDED
+    assert leg.state is LegPhase.ENDED
 
 
 def test_inbound_early_media_is_a_183() -> None:
     leg = LegMachine("inbound", 0.0)
     out = leg.ring(0.0, early_media=True)
     assert out[0] == SendResponse(183, "Session Progress", early_media=True)
-    assert leg.state is LegState.EARLY
+    assert leg.state is LegPhase.EARLY
     assert leg.ring(0.1) == []  # once early, a ring is absorbed (as before: no 180 after a 183)
     assert sent(leg.answer(0.2)) == ["200"]
 
@@ -127,7 +127,7 @@ def test_inbound_reject_names_the_cause() -> None:
     leg = LegMachine("inbound", 0.0)
     out = leg.reject(486, 1.0, "Busy Here")
     assert out[0] == SendResponse(486, "Busy Here")
-    assert Ended("busy") in out and leg.state is LegState.ENDED and leg.status == 486
+    assert Ended("busy") in out and leg.state is LegPhase.ENDED and leg.status == 486
     assert leg.ended_at == 1.0
     assert leg.reject(500, 2.0) == []  # one final response only
 
@@ -142,7 +142,7 @@ def test_inbound_cancel_before_the_answer_is_487() -> None:
     leg.ring(0.0)
     out = leg.cancel(1.0)
     assert sent(out) == ["487"] and Ended("cancelled") in out
-    assert leg.state is LegState.ENDED
+    assert leg.state is LegPhase.ENDED
     assert leg.answer(1.1) == []  # the application's answer comes too late: nothing is sent
 
 
@@ -151,9 +151,9 @@ def test_cancel_racing_our_200_is_absorbed() -> None:
     leg = LegMachine("inbound", 0.0)
     leg.answer(1.0)
     assert leg.cancel(1.01) == []
-    assert leg.state is LegState.ANSWERED
+    assert leg.state is LegPhase.ANSWERED
     leg.ack(1.02)
-    assert leg.state is LegState.ANSWERED
+    assert leg.state is LegPhase.ANSWERED
 
 
 def test_inbound_hangup_before_the_answer_is_a_final_response() -> None:
@@ -166,7 +166,7 @@ def test_inbound_hangup_before_the_answer_is_a_final_response() -> None:
 def test_inbound_bye_from_the_party_ends_the_leg() -> None:
     leg = inbound_answered()
     out = leg.bye(5.0)
-    assert out == [Ended("normal")] and leg.state is LegState.ENDED and leg.ended_at == 5.0
+    assert out == [Ended("normal")] and leg.state is LegPhase.ENDED and leg.ended_at == 5.0
 
 
 def test_outbound_only_events_do_nothing_inbound() -> None:
@@ -177,7 +177,7 @@ def test_outbound_only_events_do_nothing_inbound() -> None:
     assert leg.failed(486, 0.0) == []
     assert leg.timed_out(0.0) == []
     assert leg.give_up("cancelled", 0.0) == []
-    assert leg.state is LegState.CALLING
+    assert leg.state is LegPhase.CALLING
 
 
 def test_inbound_only_events_do_nothing_outbound() -> None:
@@ -186,7 +186,7 @@ def test_inbound_only_events_do_nothing_outbound() -> None:
     assert leg.answer(0.0) == []
     assert leg.reject(486, 0.0) == []
     assert leg.cancel(0.0) == []
-    assert leg.state is LegState.CALLING
+    assert leg.state is LegPhase.CALLING
 
 
 # -- outbound legs ---------------------------------------------------------------------------------------
@@ -203,15 +203,15 @@ def test_outbound_rings_then_early_then_answers() -> None:
     leg.invite(20.0, 0.0)
     assert leg.provisional(100, 0.1) == []  # 100 Trying is hop by hop: nothing for the call
     out = leg.provisional(180, 0.2)
-    assert leg.state is LegState.RINGING and Progress(False) in out
+    assert leg.state is LegPhase.RINGING and Progress(False) in out
     assert Emit("leg.ringing", {"early": False, "status": 180}) in out
     out = leg.provisional(183, 0.3, early_media=True)
-    assert leg.state is LegState.EARLY and Progress(True) in out
+    assert leg.state is LegPhase.EARLY and Progress(True) in out
     out = leg.provisional(180, 0.4)  # a 180 after early media: still early
-    assert leg.state is LegState.EARLY and Progress(True) in out
+    assert leg.state is LegPhase.EARLY and Progress(True) in out
     out = leg.accepted(1.0)
     assert out == [CancelTimer("ring"), Emit("leg.answered"), Answered()]
-    assert leg.state is LegState.ANSWERED and leg.answered_at == 1.0
+    assert leg.state is LegPhase.ANSWERED and leg.answered_at == 1.0
     assert leg.timers == frozenset()
 
 
@@ -224,7 +224,7 @@ def test_outbound_failure_causes(status: int, cause: str) -> None:
     leg.invite(20.0, 0.0)
     out = leg.failed(status, 1.0, "why")
     assert Ended(cause) in out and CancelTimer("ring") in out
-    assert leg.state is LegState.ENDED and leg.status == status and leg.reason == "why"
+    assert leg.state is LegPhase.ENDED and leg.status == status and leg.reason == "why"
     assert cause_of(status) == cause
 
 
@@ -241,7 +241,7 @@ def test_outbound_timer_b_means_unreachable() -> None:
     leg.invite(20.0, 0.0)
     out = leg.timed_out(32.0)
     assert Ended("unreachable") in out and (leg.status, leg.reason) == (408, "Request Timeout")
-    assert leg.state is LegState.ENDED
+    assert leg.state is LegPhase.ENDED
 
 
 def test_ring_timeout_cancels_after_a_provisional() -> None:
@@ -250,9 +250,9 @@ def test_ring_timeout_cancels_after_a_provisional() -> None:
     leg.provisional(180, 0.5)
     out = leg.timer_fired("ring", 5.0)
     assert sent(out) == ["CANCEL"] and Ended("no_answer") in out
-    assert leg.state is LegState.ENDING and (leg.status, leg.reason) == (480, "No Answer")
+    assert leg.state is LegPhase.ENDING and (leg.status, leg.reason) == (480, "No Answer")
     assert leg.failed(487, 5.1) == []  # the 487 to our CANCEL: quietly over
-    assert leg.state is LegState.ENDED and leg.cause == "no_answer"
+    assert leg.state is LegPhase.ENDED and leg.cause == "no_answer"
 
 
 def test_ring_timeout_without_a_provisional_waits_to_cancel() -> None:
@@ -260,11 +260,11 @@ def test_ring_timeout_without_a_provisional_waits_to_cancel() -> None:
     leg = LegMachine("outbound", 0.0)
     leg.invite(5.0, 0.0)
     out = leg.timer_fired("ring", 5.0)
-    assert sent(out) == [] and Ended("no_answer") in out and leg.state is LegState.ENDING
+    assert sent(out) == [] and Ended("no_answer") in out and leg.state is LegPhase.ENDING
     assert leg.provisional(180, 5.5) == [SendRequest("CANCEL")]
     assert leg.provisional(180, 5.6) == []  # one CANCEL only
     leg.failed(487, 5.7)
-    assert leg.state is LegState.ENDED
+    assert leg.state is LegPhase.ENDED
 
 
 def test_give_up_without_any_response_ends_on_timer_b() -> None:
@@ -273,7 +273,7 @@ def test_give_up_without_any_response_ends_on_timer_b() -> None:
     out = leg.give_up("cancelled", 1.0)
     assert Ended("cancelled") in out and sent(out) == []
     assert leg.timed_out(33.0) == []
-    assert leg.state is LegState.ENDED and leg.cause == "cancelled"
+    assert leg.state is LegPhase.ENDED and leg.cause == "cancelled"
 
 
 def test_200_racing_our_cancel_gets_a_bye() -> None:
@@ -285,9 +285,9 @@ def test_200_racing_our_cancel_gets_a_bye() -> None:
     assert sent(out) == ["CANCEL"]
     assert leg.accepted(1.01) == [SendRequest("BYE")]
     assert leg.accepted(1.02) == []  # a retransmitted 2xx: no second BYE
-    assert leg.state is LegState.ENDING and leg.answered_at is None
+    assert leg.state is LegPhase.ENDING and leg.answered_at is None
     leg.bye_done(1.1)
-    assert leg.state is LegState.ENDED and leg.cause == "cancelled"
+    assert leg.state is LegPhase.ENDED and leg.cause == "cancelled"
 
 
 def test_200_before_any_provisional_after_giving_up_gets_a_bye_and_no_cancel() -> None:
@@ -297,7 +297,7 @@ def test_200_before_any_provisional_after_giving_up_gets_a_bye_and_no_cancel() -
     assert leg.accepted(1.5) == [SendRequest("BYE")]
     assert leg.provisional(180, 1.6) == []  # a late 180 no longer asks for a CANCEL
     leg.bye_done(1.7)
-    assert leg.state is LegState.ENDED
+    assert leg.state is LegPhase.ENDED
 
 
 def test_a_2xx_with_unusable_sdp_is_hung_up_at_once() -> None:
@@ -305,7 +305,7 @@ def test_a_2xx_with_unusable_sdp_is_hung_up_at_once() -> None:
     leg.invite(5.0, 0.0)
     out = leg.accepted(1.0, usable=False)
     assert sent(out) == ["BYE"] and Ended("failed") in out
-    assert leg.answered_at is None and leg.state is LegState.ENDING
+    assert leg.answered_at is None and leg.state is LegPhase.ENDING
 
 
 def test_outbound_hangup_while_ringing_is_a_cancel() -> None:
@@ -320,9 +320,9 @@ def test_hangup_of_an_answered_leg_is_a_bye_once() -> None:
     out = leg.hangup("normal", 3.0)
     assert out == [SendRequest("BYE"), Ended("normal")]
     assert leg.hangup("normal", 3.1) == []
-    assert leg.state is LegState.ENDING
+    assert leg.state is LegPhase.ENDING
     assert leg.bye(3.2) == []  # BYEs crossed
-    assert leg.state is LegState.ENDED
+    assert leg.state is LegPhase.ENDED
 
 
 def test_late_responses_after_the_end_are_absorbed() -> None:
@@ -333,7 +333,7 @@ def test_late_responses_after_the_end_are_absorbed() -> None:
     assert leg.accepted(1.2) == []
     assert leg.failed(486, 1.3) == []
     assert leg.timed_out(40.0) == []
-    assert leg.state is LegState.ENDED and leg.cause == "busy"
+    assert leg.state is LegPhase.ENDED and leg.cause == "busy"
 
 
 # -- hold, resume, glare ---------------------------------------------------------------------------------
@@ -342,12 +342,12 @@ def test_late_responses_after_the_end_are_absorbed() -> None:
 def test_hatif_holds_and_resumes() -> None:
     leg = outbound_answered()
     assert leg.hold(1.0) == [SendRequest("INVITE", "sendonly")]
-    assert leg.state is LegState.HELD and leg.held and leg.reinvite_pending
+    assert leg.state is LegPhase.HELD and leg.held and leg.reinvite_pending
     out = leg.reinvite_answered(200, 1.1)
     assert out == [Emit("leg.held", {"by": "hatif", "accepted": True}), ReinviteDone("sendonly", True)]
     assert not leg.reinvite_pending
     assert leg.resume(2.0) == [SendRequest("INVITE", "sendrecv")]
-    assert leg.state is LegState.ANSWERED and not leg.held
+    assert leg.state is LegPhase.ANSWERED and not leg.held
     out = leg.reinvite_answered(200, 2.1)
     assert Emit("leg.resumed", {"by": "hatif", "accepted": True}) in out
     assert ReinviteDone("sendrecv", True) in out
@@ -375,7 +375,7 @@ def test_hold_before_the_answer_is_refused() -> None:
     leg = LegMachine("outbound", 0.0)
     leg.invite(5.0, 0.0)
     assert leg.hold(1.0) == [ReinviteDone("sendonly", False)]
-    assert not leg.held and leg.state is LegState.CALLING
+    assert not leg.held and leg.state is LegPhase.CALLING
 
 
 def test_resume_while_the_hold_is_unanswered_waits_its_turn() -> None:
@@ -393,11 +393,11 @@ def test_the_party_holds_and_resumes() -> None:
     assert leg.offer(1.0) == []
     out = leg.party_hold(True, 1.0)
     assert out == [Emit("leg.held", {"by": "party"}), PartyHold(True)]
-    assert leg.state is LegState.HELD and leg.remote_held and not leg.held
+    assert leg.state is LegPhase.HELD and leg.remote_held and not leg.held
     assert leg.party_hold(True, 1.5) == []  # the same direction again: no change
     out = leg.party_hold(False, 2.0)
     assert out == [Emit("leg.resumed", {"by": "party"}), PartyHold(False)]
-    assert leg.state is LegState.ANSWERED
+    assert leg.state is LegPhase.ANSWERED
 
 
 def test_held_both_ways_stays_held_until_both_resume() -> None:
@@ -405,15 +405,15 @@ def test_held_both_ways_stays_held_until_both_resume() -> None:
     leg.hold(1.0)
     leg.reinvite_answered(200, 1.1)
     leg.party_hold(True, 2.0)
-    assert leg.state is LegState.HELD
+    assert leg.state is LegPhase.HELD
     leg.party_hold(False, 3.0)
-    assert leg.state is LegState.HELD  # Hatif still holds it
+    assert leg.state is LegPhase.HELD  # Hatif still holds it
     leg.party_hold(True, 3.5)
     leg.resume(4.0)
-    assert leg.state is LegState.HELD  # the party still holds us
+    assert leg.state is LegPhase.HELD  # the party still holds us
     leg.reinvite_answered(200, 4.1)
     leg.party_hold(False, 5.0)
-    assert leg.state is LegState.ANSWERED
+    assert leg.state is LegPhase.ANSWERED
 
 
 @pytest.mark.parametrize(("direction", "low", "high"), [("outbound", 2.1, 4.0), ("inbound", 0.0, 2.0)])
@@ -465,16 +465,16 @@ def test_a_timer_the_table_does_not_know_is_absorbed() -> None:
     leg = inbound_answered()
     assert leg.timer_fired("nonsense", 1.0) == []
     assert leg.timer_fired("ring", 1.0) == []  # no ring timer on an answered leg
-    assert leg.state is LegState.ANSWERED
+    assert leg.state is LegPhase.ANSWERED
 
 
 def test_state_properties() -> None:
-    assert LegState.ANSWERED.up and LegState.HELD.up and not LegState.EARLY.up
-    assert LegState.ENDING.over and LegState.ENDED.over and not LegState.HELD.over
+    assert LegPhase.ANSWERED.up and LegPhase.HELD.up and not LegPhase.EARLY.up
+    assert LegPhase.ENDING.over and LegPhase.ENDED.over and not LegPhase.HELD.over
 
 
 def test_the_table_never_leaves_ended() -> None:
-    assert not [key for key in LEG_TRANSITIONS if key[0] is LegState.ENDED]
+    assert not [key for key in LEG_TRANSITIONS if key[0] is LegPhase.ENDED]
 
 
 # -- properties: any sequence of events ------------------------------------------------------------------
@@ -515,11 +515,11 @@ def test_any_event_sequence_keeps_the_leg_defined(direction: str, events: list[s
     for i, event in enumerate(events):
         before = leg.state
         out = feed(leg, event, float(i))
-        assert leg.state in LegState
+        assert leg.state in LegPhase
         ended += len(of(out, Ended))
         answered += len(of(out, Answered))
-        if before is LegState.ENDED:
-            assert leg.state is LegState.ENDED
+        if before is LegPhase.ENDED:
+            assert leg.state is LegPhase.ENDED
             assert not [c for c in out if not isinstance(c, ReinviteDone | SendResponse)]
         if before.over:
             assert leg.state.over
@@ -566,7 +566,7 @@ def test_a_new_call_is_parked() -> None:
 def test_bridge_and_unbridge() -> None:
     call = call_of("caller", "agent")
     out = call.bridge("caller", "agent", 1.0)
-    assert Bridge("caller", "agent") in out and Changed() in out
+    assert BridgeLegs("caller", "agent") in out and Changed() in out
     assert call.state is CallState.BRIDGED and call.partner == {"caller": "agent", "agent": "caller"}
     out = call.unbridge("agent", 2.0)
     assert Unbridge("agent") in out and call.state is CallState.PARKED
@@ -576,7 +576,7 @@ def test_bridge_moves_a_leg_from_its_old_partner() -> None:
     call = call_of("caller", "a", "b")
     call.bridge("caller", "a", 0.0)
     out = call.bridge("caller", "b", 1.0)
-    assert out[0] == Unbridge("caller") and Bridge("caller", "b") in out
+    assert out[0] == Unbridge("caller") and BridgeLegs("caller", "b") in out
     assert call.partner == {"caller": "b", "b": "caller"}
 
 
@@ -589,7 +589,7 @@ def test_bridge_refuses_ended_or_identical_legs() -> None:
 
 def test_early_media_bridge_is_not_recorded() -> None:
     call = call_of("caller", "callee")
-    assert Bridge("caller", "callee", False) in call.bridge("caller", "callee", 0.0, record=False)
+    assert BridgeLegs("caller", "callee", False) in call.bridge("caller", "callee", 0.0, record=False)
 
 
 # -- blind transfer --------------------------------------------------------------------------------------
@@ -606,7 +606,7 @@ def test_blind_transfer_answered() -> None:
     call.leg_ended("agent", "transferred", 1.1)
     assert call.state is CallState.TRANSFERRING
     out = call.target_answered("caller", "expert", 2.0)
-    assert Bridge("caller", "expert") in out and StopPlaying("caller") in out
+    assert BridgeLegs("caller", "expert") in out and StopPlaying("caller") in out
     assert call.state is CallState.BRIDGED
 
 
@@ -621,7 +621,7 @@ def test_blind_transfer_target_busy_leaves_the_party_alone() -> None:
     call.bridge("caller", "agent", 0.0)
     call.transfer("caller", "2001", 1.0)
     out = call.target_failed("caller", 2.0, "expert")
-    assert StopPlaying("caller") in out and not of(out, Bridge)
+    assert StopPlaying("caller") in out and not of(out, BridgeLegs)
     assert call.state is CallState.PARKED
 
 
@@ -640,7 +640,7 @@ def test_caller_hangs_up_while_the_transfer_target_rings() -> None:
     assert HangupLeg("expert", "normal") in out  # the caller's end ends every other leg
     assert call.state is CallState.PARKED
     out = call.target_answered("caller", "expert", 2.0)
-    assert HangupLeg("expert", "cancelled") in out and not of(out, Bridge)
+    assert HangupLeg("expert", "cancelled") in out and not of(out, BridgeLegs)
 
 
 def test_blind_transfer_refused_during_a_consultation() -> None:
@@ -674,7 +674,7 @@ def test_consult_puts_the_party_aside_with_music() -> None:
     assert out == [Unbridge("agent"), PlayMusic("caller"), PlayRingback("agent")]
     assert call.state is CallState.CONSULTING and call.held_aside == {"agent": "caller"}
     out = call.consult_answered("agent", "expert", "2001", 2.0)
-    assert Bridge("agent", "expert") in out
+    assert BridgeLegs("agent", "expert") in out
     assert Emit("transfer", {"target": "2001", "how": "consult"}, "agent") in out
     assert call.state is CallState.CONSULTING and call.partner["agent"] == "expert"
 
@@ -682,7 +682,7 @@ def test_consult_puts_the_party_aside_with_music() -> None:
 def test_attended_transfer_completed() -> None:
     call = consulting()
     out = call.complete("agent", 3.0)
-    assert Unbridge("agent") in out and Bridge("caller", "expert") in out
+    assert Unbridge("agent") in out and BridgeLegs("caller", "expert") in out
     assert HangupLeg("agent", "transferred") in out
     assert Emit("transfer", {"how": "attended", "to": "party-expert"}, "caller") in out
     assert call.state is CallState.BRIDGED and call.partner["caller"] == "expert"
@@ -694,7 +694,7 @@ def test_attended_transfer_completed() -> None:
 def test_consult_cancelled_brings_the_agent_back() -> None:
     call = consulting()
     out = call.cancel_consult("agent", 3.0)
-    assert HangupLeg("expert", "normal") in out and Bridge("caller", "agent") in out
+    assert HangupLeg("expert", "normal") in out and BridgeLegs("caller", "agent") in out
     assert StopPlaying("caller") in out
     assert call.state is CallState.BRIDGED and call.partner["agent"] == "caller"
 
@@ -709,7 +709,7 @@ def test_consult_target_busy_then_cancelled() -> None:
     assert call.state is CallState.CONSULTING  # the agent decides what follows
     assert of(call.complete("agent", 2.5), Refused)  # nobody to hand the caller to
     out = call.cancel_consult("agent", 3.0)
-    assert Bridge("caller", "agent") in out and call.state is CallState.BRIDGED
+    assert BridgeLegs("caller", "agent") in out and call.state is CallState.BRIDGED
 
 
 def test_consult_target_busy_then_another_target() -> None:
@@ -722,7 +722,7 @@ def test_consult_target_busy_then_another_target() -> None:
     assert out == [PlayRingback("agent")]  # the caller still waits, still with music
     assert call.held_aside == {"agent": "caller"}
     call.consult_answered("agent", "expert", "2002", 3.0)
-    assert Bridge("caller", "expert") in call.complete("agent", 4.0)
+    assert BridgeLegs("caller", "expert") in call.complete("agent", 4.0)
 
 
 def test_consult_failed_while_ringing_hangs_up_the_target() -> None:
@@ -750,13 +750,13 @@ def test_caller_hangs_up_while_the_consulted_party_rings() -> None:
     call.leg_ended("caller", "normal", 1.5)
     assert call.held_aside == {}
     out = call.consult_answered("agent", "expert", "2001", 2.0)
-    assert Bridge("agent", "expert") in out  # the agent still talks to whom it called
+    assert BridgeLegs("agent", "expert") in out  # the agent still talks to whom it called
 
 
 def test_agent_hanging_up_during_the_consultation_completes_the_transfer() -> None:
     call = consulting()
     out = call.leg_ended("agent", "normal", 3.0)
-    assert Bridge("caller", "expert") in out
+    assert BridgeLegs("caller", "expert") in out
     assert call.state is CallState.BRIDGED and call.held_aside == {}
 
 
@@ -919,7 +919,7 @@ def test_any_call_event_sequence_keeps_the_relations_consistent(events: list[tup
             assert waiting in call.live and waiting not in call.partner and agent != waiting
         assert all(leg in call.live for leg in call.rooms)
         assert all(leg in call.live for leg in call.transferring)
-        assert not [c for c in out if isinstance(c, Bridge) and (c.a not in call.live or c.b not in call.live)]
+        assert not [c for c in out if isinstance(c, BridgeLegs) and (c.a not in call.live or c.b not in call.live)]
     assert over == (1 if call.over else 0)
     assert call.over == (not call.live)
 
@@ -937,25 +937,25 @@ LEG_EVENT_OF = {  # the table's event name behind each `feed` event
 }
 
 # How to bring a leg of each direction into each state, from a fresh machine.
-PATHS: dict[tuple[str, LegState], list[str]] = {
-    ("inbound", LegState.CALLING): [],
-    ("inbound", LegState.RINGING): ["ring"],
-    ("inbound", LegState.EARLY): ["ring_early"],
-    ("inbound", LegState.ANSWERED): ["answer", "ack"],
-    ("inbound", LegState.HELD): ["answer", "ack", "party_hold"],
-    ("inbound", LegState.ENDING): ["answer", "ack", "hangup"],
-    ("inbound", LegState.ENDED): ["cancel"],
-    ("outbound", LegState.CALLING): ["invite"],
-    ("outbound", LegState.RINGING): ["invite", "provisional"],
-    ("outbound", LegState.EARLY): ["invite", "early"],
-    ("outbound", LegState.ANSWERED): ["invite", "provisional", "accepted"],
-    ("outbound", LegState.HELD): ["invite", "provisional", "accepted", "party_hold"],
-    ("outbound", LegState.ENDING): ["invite", "provisional", "give_up"],
-    ("outbound", LegState.ENDED): ["invite", "failed"],
+PATHS: dict[tuple[str, LegPhase], list[str]] = {
+    ("inbound", LegPhase.CALLING): [],
+    ("inbound", LegPhase.RINGING): ["ring"],
+    ("inbound", LegPhase.EARLY): ["ring_early"],
+    ("inbound", LegPhase.ANSWERED): ["answer", "ack"],
+    ("inbound", LegPhase.HELD): ["answer", "ack", "party_hold"],
+    ("inbound", LegPhase.ENDING): ["answer", "ack", "hangup"],
+    ("inbound", LegPhase.ENDED): ["cancel"],
+    ("outbound", LegPhase.CALLING): ["invite"],
+    ("outbound", LegPhase.RINGING): ["invite", "provisional"],
+    ("outbound", LegPhase.EARLY): ["invite", "early"],
+    ("outbound", LegPhase.ANSWERED): ["invite", "provisional", "accepted"],
+    ("outbound", LegPhase.HELD): ["invite", "provisional", "accepted", "party_hold"],
+    ("outbound", LegPhase.ENDING): ["invite", "provisional", "give_up"],
+    ("outbound", LegPhase.ENDED): ["invite", "failed"],
 }
 
 
-def leg_in(direction: str, state: LegState) -> LegMachine:
+def leg_in(direction: str, state: LegPhase) -> LegMachine:
     leg = LegMachine("inbound" if direction == "inbound" else "outbound", 0.0)
     for i, event in enumerate(PATHS[(direction, state)]):
         feed(leg, event, float(i))
@@ -964,13 +964,13 @@ def leg_in(direction: str, state: LegState) -> LegMachine:
 
 
 @pytest.mark.parametrize(("direction", "state"), list(PATHS))
-def test_every_state_is_reachable(direction: str, state: LegState) -> None:
+def test_every_state_is_reachable(direction: str, state: LegPhase) -> None:
     assert leg_in(direction, state).state is state
 
 
 @pytest.mark.parametrize(("direction", "state"), list(PATHS))
 @pytest.mark.parametrize("event", sorted(LEG_EVENT_OF))
-def test_events_the_table_does_not_name_are_absorbed(direction: str, state: LegState, event: str) -> None:
+def test_events_the_table_does_not_name_are_absorbed(direction: str, state: LegPhase, event: str) -> None:
     """A pair missing from `LEG_TRANSITIONS` changes nothing: at most a refusal comes out (a hold that
     cannot be sent is answered False, a re-INVITE on an ended dialog 481)."""
     if (state, LEG_EVENT_OF[event]) in LEG_TRANSITIONS:
@@ -985,7 +985,7 @@ def test_events_the_table_does_not_name_are_absorbed(direction: str, state: LegS
 
 @pytest.mark.parametrize(("direction", "state"), list(PATHS))
 @pytest.mark.parametrize("event", sorted(LEG_EVENT_OF))
-def test_events_with_a_fixed_next_state_go_there(direction: str, state: LegState, event: str) -> None:
+def test_events_with_a_fixed_next_state_go_there(direction: str, state: LegPhase, event: str) -> None:
     """Where the table names the next state (not None), the machine ends up there, for the direction the
     event belongs to."""
     key = (state, LEG_EVENT_OF[event])
@@ -1044,16 +1044,16 @@ def test_the_answer_to_a_held_offer_arrives_held() -> None:
     leg.invite(5.0, 0.0)
     leg.remote_held = True
     leg.accepted(1.0)
-    assert leg.state is LegState.HELD
+    assert leg.state is LegPhase.HELD
     assert leg.party_hold(False, 2.0) == [Emit("leg.resumed", {"by": "party"}), PartyHold(False)]
-    assert leg.state is LegState.ANSWERED
+    assert leg.state is LegPhase.ANSWERED
 
 
 def test_hold_while_the_party_holds_keeps_held_and_sends_the_offer() -> None:
     leg = inbound_answered()
     leg.party_hold(True, 1.0)
     assert leg.hold(2.0) == [SendRequest("INVITE", "sendonly")]
-    assert leg.state is LegState.HELD
+    assert leg.state is LegPhase.HELD
 
 
 def test_a_timed_out_reinvite_is_not_accepted() -> None:
@@ -1143,7 +1143,7 @@ class World:
 
     def run(self, cmds: Sequence[object]) -> None:
         for c in cmds:
-            if isinstance(c, Bridge):
+            if isinstance(c, BridgeLegs):
                 self.bridged.add(frozenset((c.a, c.b)))
                 self.playing.pop(c.a, None)
                 self.playing.pop(c.b, None)
@@ -1181,7 +1181,7 @@ def test_world_direct_call_and_the_callers_bye() -> None:
     assert w.talking("caller", "agent")
     w.hangs_up("caller")
     assert w.sent_to("agent")[-1] == "BYE"
-    assert w.legs["agent"].state is LegState.ENDING and w.call.live == {}
+    assert w.legs["agent"].state is LegPhase.ENDING and w.call.live == {}
     assert w.call.over
 
 
@@ -1231,7 +1231,7 @@ def test_world_consult_cancelled() -> None:
     w.run(w.call.consult_answered("agent", "expert", "2001", w.tick()))
     w.run(w.call.cancel_consult("agent", w.tick()))
     assert w.talking("caller", "agent") and not w.playing
-    assert w.sent_to("expert")[-1] == "BYE" and w.legs["expert"].state is LegState.ENDING
+    assert w.sent_to("expert")[-1] == "BYE" and w.legs["expert"].state is LegPhase.ENDING
 
 
 def test_world_consult_target_busy() -> None:
@@ -1253,7 +1253,7 @@ def test_world_consult_target_does_not_answer_in_time() -> None:
     assert w.sent_to("expert")[-1] == "CANCEL" and w.legs["expert"].cause == "no_answer"
     w.run(w.call.consult_failed("agent", w.tick(), "expert"))
     w.leg("expert", w.legs["expert"].failed(487, w.tick()))
-    assert w.legs["expert"].state is LegState.ENDED
+    assert w.legs["expert"].state is LegPhase.ENDED
     assert w.call.state is CallState.CONSULTING
 
 
@@ -1268,7 +1268,7 @@ def test_world_caller_hangs_up_during_the_consultation() -> None:
     assert w.call.over and w.call.held_aside == {}
     for name in ("agent", "expert"):
         w.legs[name].bye_done(w.tick())
-        assert w.legs[name].state is LegState.ENDED
+        assert w.legs[name].state is LegPhase.ENDED
 
 
 def test_world_caller_hangs_up_while_the_consulted_party_rings() -> None:
@@ -1301,12 +1301,12 @@ def test_world_hold_from_both_sides() -> None:
     caller = w.legs["caller"]
     assert caller.offer(w.tick()) == []
     w.leg("caller", caller.party_hold(True, w.now))
-    assert w.playing["agent"] == "music" and caller.state is LegState.HELD
+    assert w.playing["agent"] == "music" and caller.state is LegPhase.HELD
     w.leg("agent", agent.resume(w.tick()))
     w.run(w.call.resume("agent", w.now))
     w.leg("agent", agent.reinvite_answered(200, w.tick()))
     w.leg("caller", caller.party_hold(False, w.tick()))
-    assert not w.playing and agent.state is LegState.ANSWERED and caller.state is LegState.ANSWERED
+    assert not w.playing and agent.state is LegPhase.ANSWERED and caller.state is LegPhase.ANSWERED
 
 
 def test_world_glare_on_hold() -> None:
@@ -1319,7 +1319,7 @@ def test_world_glare_on_hold() -> None:
     w.leg("agent", agent.timer_fired("glare", w.tick(2.1)))
     assert w.sent_to("agent")[-1] == "INVITE:sendonly"
     w.leg("agent", agent.reinvite_answered(200, w.tick()))
-    assert not agent.reinvite_pending and agent.state is LegState.HELD
+    assert not agent.reinvite_pending and agent.state is LegPhase.HELD
 
 
 def test_world_conference_of_three() -> None:
@@ -1356,4 +1356,4 @@ def test_world_the_callee_answers_as_the_callers_cancel_arrives() -> None:
     w.leg("caller", w.legs["caller"].answer(w.tick()))
     w.run(w.call.bridge("caller", "callee", w.tick()))
     w.leg("caller", w.legs["caller"].cancel(w.tick()))  # too late: our 200 went first
-    assert w.talking("caller", "callee") and w.legs["caller"].state is LegState.ANSWERED
+    assert w.talking("caller", "callee") and w.legs["caller"].state is LegPhase.ANSWERED

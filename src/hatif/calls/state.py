@@ -116,7 +116,7 @@ LegCommand = (SendRequest | SendResponse | Retransmit | StartTimer | CancelTimer
 
 
 @dataclass(frozen=True, slots=True)
-class Bridge:
+class BridgeLegs:
     """Join legs `a` and `b` in media (`record` None: as the configuration says)."""
 
     a: str
@@ -183,14 +183,14 @@ class CallOver:
     """Every leg ended: the call's record can be written."""
 
 
-CallCommand = (Bridge | Unbridge | PlayMusic | PlayRingback | StopPlaying | HangupLeg | JoinRoom | LeaveRoom | Emit
+CallCommand = (BridgeLegs | Unbridge | PlayMusic | PlayRingback | StopPlaying | HangupLeg | JoinRoom | LeaveRoom | Emit
                | Changed | Refused | CallOver)
 
 
 # -- the leg ------------------------------------------------------------------------------------------
 
 
-class LegState(enum.Enum):
+class LegPhase(enum.Enum):
     CALLING = "calling"  # inbound: INVITE received; outbound: INVITE sent
     RINGING = "ringing"  # 180 sent or received
     EARLY = "early"  # 183 with SDP: early media flows
@@ -202,16 +202,16 @@ class LegState(enum.Enum):
     @property
     def up(self) -> bool:
         """Answered and not over: the dialog carries the call."""
-        return self in (LegState.ANSWERED, LegState.HELD)
+        return self in (LegPhase.ANSWERED, LegPhase.HELD)
 
     @property
     def over(self) -> bool:
         """Over for the call (ending or ended)."""
-        return self in (LegState.ENDING, LegState.ENDED)
+        return self in (LegPhase.ENDING, LegPhase.ENDED)
 
 
-CALLING, RINGING, EARLY = LegState.CALLING, LegState.RINGING, LegState.EARLY
-ANSWERED, HELD, ENDING, ENDED = LegState.ANSWERED, LegState.HELD, LegState.ENDING, LegState.ENDED
+CALLING, RINGING, EARLY = LegPhase.CALLING, LegPhase.RINGING, LegPhase.EARLY
+ANSWERED, HELD, ENDING, ENDED = LegPhase.ANSWERED, LegPhase.HELD, LegPhase.ENDING, LegPhase.ENDED
 SETUP = (CALLING, RINGING, EARLY)
 UP = (ANSWERED, HELD)
 
@@ -219,13 +219,13 @@ UP = (ANSWERED, HELD)
 STAY: Literal["stay"] = "stay"
 
 
-def _each(states: tuple[LegState, ...], event: str, to: LegState | Literal["stay"] | None
-          ) -> dict[tuple[LegState, str], LegState | None]:
+def _each(states: tuple[LegPhase, ...], event: str, to: LegPhase | Literal["stay"] | None
+          ) -> dict[tuple[LegPhase, str], LegPhase | None]:
     """One row per state: `event` leads each of `states` to `to` (STAY: each stays where it is)."""
     return {(s, event): (s if to == STAY else to) for s in states}
 
 # (state, event) -> next state; None: the handler decides. Events missing here are absorbed.
-LEG_TRANSITIONS: Mapping[tuple[LegState, str], LegState | None] = {
+LEG_TRANSITIONS: Mapping[tuple[LegPhase, str], LegPhase | None] = {
     # inbound, Hatif is the UAS (RFC 3261 §13.3)
     **_each((CALLING, RINGING), "ring", None),  # 180, or 183 with our SDP
     **_each(SETUP, "answer", None),  # 200 with our SDP, retransmitted until the ACK; held if the offer held
@@ -319,15 +319,15 @@ class LegMachine:
         """The timers the shell should have armed now."""
         return frozenset(self._timers)
 
-    def _go(self, event: str) -> LegState | bool | None:
+    def _go(self, event: str) -> LegPhase | bool | None:
         """The table's entry for `event` in the current state; False when the event is absorbed."""
         key = (self.state, event)
         if key not in LEG_TRANSITIONS:
             return False
         return LEG_TRANSITIONS[key]
 
-    def _enter(self, state: LegState | bool | None) -> None:
-        if isinstance(state, LegState):
+    def _enter(self, state: LegPhase | bool | None) -> None:
+        if isinstance(state, LegPhase):
             self.state = state
 
     def _start(self, name: str, delay: float) -> StartTimer:
@@ -340,7 +340,7 @@ class LegMachine:
         self._timers.discard(name)
         return [CancelTimer(name)]
 
-    def _over(self, cause: str, now: float, state: LegState) -> list[LegCommand]:
+    def _over(self, cause: str, now: float, state: LegPhase) -> list[LegCommand]:
         """Leave the live states: timers cancelled, pending re-INVITEs answered False, the call told."""
         self.state = state
         self.cause = self.cause or cause
@@ -671,7 +671,7 @@ class CallMachine:
         for agent, waiting in list(self.held_aside.items()):
             if waiting in (a, b):  # a party waiting aside that is bridged no longer waits
                 del self.held_aside[agent]
-        out = [*self._unbridge(a), *self._unbridge(b), StopPlaying(a), StopPlaying(b), Bridge(a, b, record)]
+        out = [*self._unbridge(a), *self._unbridge(b), StopPlaying(a), StopPlaying(b), BridgeLegs(a, b, record)]
         self.partner[a], self.partner[b] = b, a
         return [*out, Changed()]
 

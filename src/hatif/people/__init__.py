@@ -6,8 +6,18 @@ password must be); `credentials` makes and checks secrets; `store` keeps people 
 (to come) is what the web API and the command line call.
 """
 
-from hatif.people.model import PLATFORM, ROLE_SCOPES, AuditEntry, Principal, Role, Scope, Token, User
+from hatif.people.model import PLATFORM, ROLE_SCOPES, AuditEntry, Person, Principal, Role, Scope, Token
 from hatif.people.store import DuplicateName, PeopleStore
 
-__all__ = ["PLATFORM", "ROLE_SCOPES", "AuditEntry", "DuplicateName", "PeopleStore", "Principal", "Role", "Scope",
-           "Token", "User"]
+__all__ = [
+           "PLATFORM",
+           "ROLE_SCOPES",
+           "AuditEntry",
+           "DuplicateName",
+           "PeopleStore",
+           "Person",
+           "Principal",
+           "Role",
+           "Scope",
+           "Token",
+]

@@ -65,7 +65,7 @@ PASSWORD_MAX = 1024  # argon2 hashes any length, but a megabyte password is a de
 
 
 @dataclass(frozen=True, slots=True)
-class User:
+class Person:
     id: int
     tenant: str
     name: str
@@ -130,7 +130,7 @@ class Principal:
     """Who a request acts for. `user` is None for a configured installation token, which names only a tenant.
     `via` says how it was proved; `csrf` is the token unsafe requests of this session must repeat."""
     tenant: str
-    user: User | None
+    user: Person | None
     scopes: frozenset[Scope]
     via: Literal["session", "token", "installation"]
     session_id: int | None = None

@@ -16,12 +16,13 @@ from sqlalchemy import Engine, delete, func, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from hatif.people.model import AuditEntry, Role, Scope, Token, User, WebSession
+from hatif.errors import PeopleError
+from hatif.people.model import AuditEntry, Person, Role, Scope, Token, WebSession
 from hatif.store.db import StoreError, redact
 from hatif.store.models import ApiTokenRow, AuditRow, SignInFailureRow, UserRow, WebSessionRow
 
 
-class DuplicateName(Exception):
+class DuplicateName(PeopleError):
     """A user of that name already exists in the tenant."""
 
 
@@ -45,24 +46,24 @@ class PeopleStore:
 
     # -- users ---------------------------------------------------------------------------------------------
 
-    def add_user(self, tenant: str, name: str, role: Role, password_hash: str, now: datetime) -> User:
+    def add_user(self, tenant: str, name: str, role: Role, password_hash: str, now: datetime) -> Person:
         row = UserRow(tenant=tenant, name=name, role=role.value, password_hash=password_hash, disabled=False,
                       created=now)
         with self._transaction() as session:
             session.add(row)
         return _user(row)
 
-    def user(self, tenant: str, user_id: int) -> User | None:
+    def user(self, tenant: str, user_id: int) -> Person | None:
         with self._transaction() as session:
             row = session.scalars(select(UserRow).where(UserRow.tenant == tenant, UserRow.id == user_id)).first()
             return None if row is None else _user(row)
 
-    def user_with_hash(self, tenant: str, name: str) -> tuple[User, str] | None:
+    def user_with_hash(self, tenant: str, name: str) -> tuple[Person, str] | None:
         with self._transaction() as session:
             row = session.scalars(select(UserRow).where(UserRow.tenant == tenant, UserRow.name == name)).first()
             return None if row is None else (_user(row), row.password_hash)
 
-    def users(self, tenant: str) -> list[User]:
+    def users(self, tenant: str) -> list[Person]:
         query = select(UserRow).where(UserRow.tenant == tenant).order_by(UserRow.name, UserRow.id)
         with self._transaction() as session:
             return [_user(row) for row in session.scalars(query)]
@@ -74,7 +75,7 @@ class PeopleStore:
             return int(session.scalar(query) or 0)
 
     def update_user(self, tenant: str, user_id: int, *, role: Role | None = None, password_hash: str | None = None,
-                    disabled: bool | None = None) -> User | None:
+                    disabled: bool | None = None) -> Person | None:
         with self._transaction() as session:
             row = session.scalars(select(UserRow).where(UserRow.tenant == tenant, UserRow.id == user_id)).first()
             if row is None:
@@ -97,14 +98,14 @@ class PeopleStore:
 
     # -- sessions ------------------------------------------------------------------------------------------
 
-    def add_session(self, user: User, secret_sha256: str, now: datetime) -> WebSession:
+    def add_session(self, user: Person, secret_sha256: str, now: datetime) -> WebSession:
         row = WebSessionRow(tenant=user.tenant, user_pk=user.id, secret_sha256=secret_sha256, created=now,
                             last_seen=now)
         with self._transaction() as session:
             session.add(row)
         return _web_session(row)
 
-    def session_by_secret(self, secret_sha256: str) -> tuple[WebSession, User] | None:
+    def session_by_secret(self, secret_sha256: str) -> tuple[WebSession, Person] | None:
         query = (select(WebSessionRow, UserRow).join(UserRow, UserRow.id == WebSessionRow.user_pk)
                  .where(WebSessionRow.secret_sha256 == secret_sha256))
         with self._transaction() as session:
@@ -126,7 +127,7 @@ class PeopleStore:
 
     # -- API tokens ----------------------------------------------------------------------------------------
 
-    def add_token(self, user: User, name: str, secret_sha256: str, scopes: frozenset[Scope], now: datetime,
+    def add_token(self, user: Person, name: str, secret_sha256: str, scopes: frozenset[Scope], now: datetime,
                   expires: datetime | None) -> Token:
         row = ApiTokenRow(tenant=user.tenant, user_pk=user.id, name=name, secret_sha256=secret_sha256,
                           scopes=" ".join(sorted(scopes)), created=now, expires=expires, revoked=None,
@@ -141,7 +142,7 @@ class PeopleStore:
         with self._transaction() as session:
             return [_token(row) for row in session.scalars(query)]
 
-    def token_by_secret(self, secret_sha256: str) -> tuple[Token, User] | None:
+    def token_by_secret(self, secret_sha256: str) -> tuple[Token, Person] | None:
         query = (select(ApiTokenRow, UserRow).join(UserRow, UserRow.id == ApiTokenRow.user_pk)
                  .where(ApiTokenRow.secret_sha256 == secret_sha256))
         with self._transaction() as session:
@@ -203,8 +204,8 @@ class PeopleStore:
             return [_audit(row) for row in session.scalars(query)]
 
 
-def _user(row: UserRow) -> User:
-    return User(id=row.id, tenant=row.tenant, name=row.name, role=Role(row.role), disabled=row.disabled,
+def _user(row: UserRow) -> Person:
+    return Person(id=row.id, tenant=row.tenant, name=row.name, role=Role(row.role), disabled=row.disabled,
                 created=row.created)
 
 
