@@ -17,6 +17,7 @@ from typing import Literal
 
 from . import __version__
 from .config import Config, ConfigError, ListenAddress, load_config, parse_host_port
+from .errors import HatifError
 from .log import LEVELS, setup_logging
 from .sim import cli as sim_cli
 
@@ -145,7 +146,7 @@ def serve(path: Path, listen: tuple[ListenAddress, ...] | None = None, log_forma
         return app.run(config, demo=demo, quiet=quiet)
     except KeyboardInterrupt:
         return 130
-    except OSError as e:
+    except (OSError, HatifError) as e:  # a port taken, the database or the broker unreachable: named, no trace
         log.error("cannot start", extra={"fields": {"error": str(e)}})
         return 1
 

@@ -464,6 +464,16 @@ class StoreSettings(_Model):
         return self.journal if self.journal is not None else self.path.parent / "open-calls.journal"
 
 
+class BusSettings(_Model):
+    """The event bus across processes: several `hatif serve` sharing one database (PostgreSQL) share their events
+    through NATS JetStream at `url`; absent, the bus stays in this process."""
+
+    url: str | None = Field(default=None, pattern=r"^(nats|tls)://[^\s/]+$")
+    """e.g. `nats://127.0.0.1:4222`."""
+    space: str = Field(default="hatif", pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    """The installation's name on the broker (subjects `<space>.ev.>`, stream `<SPACE>_EVENTS`)."""
+
+
 class ApiToken(_Model):
     token: str = Field(min_length=16, repr=False)
     tenant: Slug
@@ -735,6 +745,7 @@ class Config(_Model):
     logging: LoggingSettings = LoggingSettings()
     store: StoreSettings = StoreSettings()
     api: ApiSettings = ApiSettings()
+    bus: BusSettings = BusSettings()
     voicemail: VoicemailSettings = VoicemailSettings()
     tenants: tuple[Tenant, ...] = Field(min_length=1)
 

@@ -23,6 +23,7 @@ from zoneinfo import ZoneInfo
 
 from .acd import prompts as acd_prompts
 from .acd.service import AcdService
+from .broker import NatsRelay
 from .bus import Bus
 from .calls.api import CallEvent, Channel, Hangup, Outcome
 from .calls.call import Call
@@ -95,6 +96,7 @@ class Services:
     interrupted: list[CallRecord] = field(default_factory=list)  # CDRs written at start for the last run's calls
     bus: Bus = field(default_factory=Bus)
     outbox: Outbox | None = None  # the store's event log in front of `bus`
+    relay: NatsRelay | None = None  # the other processes' events, when `bus.url` is set
     _syncer: asyncio.Task[None] | None = None
 
     @classmethod
@@ -113,6 +115,12 @@ class Services:
         control.listeners.append(services._on_event)
         services.outbox = Outbox(services.bus, EventLog(store))
         await services.outbox.start()
+        if config.bus.url is not None:
+            relay = NatsRelay(config.bus.url, services.outbox.arrive, on_reconnect=services.outbox.catch_up,
+                              space=config.bus.space)
+            await relay.start()  # BrokerError names the URL when nothing answers there
+            services.outbox.relay = services.relay = relay
+            log.info("event bus shared", extra={"fields": {"url": config.bus.url, "stream": relay.stream}})
         control.listeners.append(services._publish_call_event)
         control.durable = services.durable
         services._syncer = asyncio.get_running_loop().create_task(services._sync_journal())
@@ -144,6 +152,8 @@ class Services:
             await self.cdrs.close()
         if self.outbox is not None:
             await self.outbox.close()
+        if self.relay is not None:
+            await self.relay.close()
         if self._syncer is not None:
             self._syncer.cancel()
         if self.journal is not None:
