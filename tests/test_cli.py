@@ -230,3 +230,30 @@ def test_setup_logging_replaces_its_handler_and_checks_its_arguments() -> None:
         setup_logging("loud")
     with pytest.raises(ValueError, match="unknown log format 'xml'"):
         setup_logging("info", "xml")  # type: ignore[arg-type]
+
+
+def test_serve_names_an_unreachable_broker_and_exits_1(tmp_path: Path, free_port: object) -> None:
+    """A real `hatif serve` whose `bus:` points where no NATS server listens: one line naming the URL, exit 1,
+    within seconds (not a reconnect loop, not a traceback)."""
+    import subprocess
+
+    port = free_port(tcp=False)  # type: ignore[operator]
+    config = write(tmp_path, f"""\
+sip:
+  listen: ["udp:127.0.0.1:{port}"]
+store:
+  path: {tmp_path / "var" / "hatif.db"}
+voicemail:
+  folder: {tmp_path / "var" / "voicemail"}
+bus:
+  url: nats://127.0.0.1:9
+tenants:
+  - name: default
+    users:
+      - {{username: "1001", password: amira-secret-1}}
+""")
+    done = subprocess.run([sys.executable, "-m", "hatif", "serve", "--config", str(config)], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1, done.stderr
+    assert "cannot start" in done.stderr and "cannot reach NATS at nats://127.0.0.1:9" in done.stderr
+    assert "Traceback" not in done.stderr
