@@ -141,7 +141,7 @@ class Services:
         if config.api.listen:
             host, port = parse_host_port(config.api.listen)
             tokens = {t.token: t.tenant for t in config.api.tokens}
-            services.api = await serve_api(create_api(store, tokens), host, port)
+            services.api = await serve_api(create_api(store, tokens, events=services.outbox), host, port)
             log.info("api listening", extra={"fields": {"url": services.api.url}})
         return services
 

@@ -30,6 +30,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from hatif.store.db import StoreError
 from hatif.store.records import RecordStore, VoicemailMessage
 from hatif.web.auth import TokenAuth
+from hatif.web.live import EventSource
+from hatif.web.live import router as live_router
 from hatif.web.schemas import CallOut, ErrorOut, HeardIn, QueueEventOut, VoicemailOut
 
 from ..errors import WebError
@@ -248,15 +250,20 @@ async def _store_error(request: Request, exc: Exception) -> JSONResponse:
                   {"Retry-After": "5"})
 
 
-def create_api(store: RecordStore, tokens: Mapping[str, str]) -> FastAPI:
-    """The HTTP API over `store`; `tokens` maps each API token to its tenant."""
+def create_api(store: RecordStore, tokens: Mapping[str, str], events: EventSource | None = None,
+               live_limit: int = 1000) -> FastAPI:
+    """The HTTP API over `store`; `tokens` maps each API token to its tenant; `events` feeds the WebSocket at
+    /api/v1/events, whose clients are dropped when `live_limit` events wait for them."""
     app = FastAPI(
         title="Hatif", version="1", openapi_url=f"{PREFIX}/openapi.json", docs_url=None, redoc_url=None,
         description="Hatif's HTTP API: call detail records, voicemail and the queue log, per tenant.",
     )
     app.state.hatif_store = store
     app.state.hatif_auth = TokenAuth(tokens)
+    app.state.hatif_events = events
+    app.state.hatif_live_limit = live_limit
     app.include_router(router)
+    app.include_router(live_router)
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(RequestValidationError, _invalid)
     app.add_exception_handler(StarletteHTTPException, _http_error)

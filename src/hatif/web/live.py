@@ -1,0 +1,123 @@
+"""The live event feed: a WebSocket at `/api/v1/events` sending a client its tenant's events as they happen.
+
+    ws://HOST/api/v1/events?streams=calls,queues&after=calls:120,queues:7
+    Authorization: Bearer <token>
+
+Each message is one event as JSON (`Event.to_dict()`: name, schema, seq, tenant, at, fields), each stream in
+order. `after` resumes: the events of a stream numbered above the given number come first (from the bus's
+history, else the store's log), so a client that reconnects with the last numbers it saw misses nothing.
+`streams` narrows the feed (default: every stream).
+
+A client that does not keep up (`limit` events waiting for it) is closed with code 4008 and the reason
+(`slow consumer: ...`); it reconnects from its last numbers. Its slowness stays in its own task: the bus hands
+it events without waiting, so a call never waits for a browser. Without a valid token the socket is closed with
+code 4401; a bad `streams` or `after` with code 4400 and what is wrong. Tokens are per tenant today: every
+holder sees all of its tenant's events (per-user roles come with issue 11's people).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Protocol
+
+from fastapi import APIRouter, WebSocket
+from starlette.websockets import WebSocketDisconnect, WebSocketState
+
+from ..bus import Bus, Dropped, accepting
+from ..events import STREAMS, Event
+from .auth import TokenAuth
+
+log = logging.getLogger(__name__)
+
+router = APIRouter()
+CATCH_UP_PAGES = 1000  # bounded: at most this many pages of 1,000 events per stream when resuming
+SEND_TIMEOUT = 10.0  # seconds one message may wait for a client that reads nothing before it is given up
+
+
+class EventSource(Protocol):
+    """What the feed needs of the event layer (`hatif.outbox.Outbox`)."""
+
+    bus: Bus
+
+    async def since(self, stream: str, seq: int, *, limit: int = 1000, tenant: str | None = None) -> list[Event]:
+        ...
+
+
+class BadRequest(ValueError):
+    pass
+
+
+def parse_streams(text: str | None) -> tuple[str, ...]:
+    if not text:
+        return tuple(STREAMS)
+    wanted = tuple(s.strip() for s in text.split(",") if s.strip())
+    unknown = [s for s in wanted if s not in STREAMS]
+    if unknown or not wanted:
+        raise BadRequest(f"streams: unknown {', '.join(unknown) or '(none)'}; known: {', '.join(STREAMS)}")
+    return wanted
+
+
+def parse_after(text: str | None) -> dict[str, int]:
+    """`calls:120,queues:7` -> {"calls": 120, "queues": 7}."""
+    after: dict[str, int] = {}
+    for part in (text or "").split(","):
+        if not part.strip():
+            continue
+        stream, sep, number = part.strip().partition(":")
+        if not sep or stream not in STREAMS or not number.isdigit():
+            raise BadRequest(f"after: {part.strip()!r} is not STREAM:NUMBER with a stream of {', '.join(STREAMS)}")
+        after[stream] = int(number)
+    return after
+
+
+@router.websocket("/api/v1/events")
+async def events(ws: WebSocket) -> None:
+    auth: TokenAuth = ws.app.state.hatif_auth
+    source: EventSource | None = ws.app.state.hatif_events
+    limit: int = ws.app.state.hatif_live_limit
+    await ws.accept()
+    tenant = auth.tenant_of(ws.headers.get("authorization"))
+    if tenant is None:
+        await ws.close(code=4401, reason="a valid bearer token is required")
+        return
+    if source is None:
+        await ws.close(code=1013, reason="this server has no event feed")
+        return
+    try:
+        streams = parse_streams(ws.query_params.get("streams"))
+        after = parse_after(ws.query_params.get("after"))
+    except BadRequest as e:
+        await ws.close(code=4400, reason=str(e)[:120])
+        return
+    sub = source.bus.subscribe(accepting(streams, tenant), limit=limit)  # live from now, queued while we catch up
+    sent = dict.fromkeys(streams, 0)
+    try:
+        for stream, seq in after.items():
+            if stream not in sent:
+                continue
+            sent[stream] = seq
+            for _ in range(CATCH_UP_PAGES):
+                missed = await source.since(stream, sent[stream], limit=1000, tenant=tenant)
+                for event in missed:
+                    await _send(ws, event, sent)
+                if len(missed) < 1000:
+                    break
+        async for event in sub:
+            await _send(ws, event, sent)
+    except Dropped as e:
+        log.info("event feed client dropped", extra={"fields": {"tenant": tenant, "reason": str(e)}})
+        if ws.application_state is WebSocketState.CONNECTED:
+            await ws.close(code=4008, reason=str(e)[:120])
+    except (WebSocketDisconnect, TimeoutError):
+        pass  # gone, or reading nothing at all: the connection closes as the handler returns
+    finally:
+        sub.drop("client gone")
+
+
+async def _send(ws: WebSocket, event: Event, sent: dict[str, int]) -> None:
+    if event.seq <= sent.get(event.STREAM, 0):
+        return  # already sent while catching up
+    await asyncio.wait_for(ws.send_text(json.dumps(event.to_dict(), ensure_ascii=False)), SEND_TIMEOUT)
+    sent[event.STREAM] = event.seq
