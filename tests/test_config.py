@@ -69,7 +69,7 @@ def test_unknown_top_level_key_lists_the_sections() -> None:
         qeues: []
         """)
     assert message == ("bad.yaml:3: qeues: unknown key (expected one of: sip, security, media, logging, store, api, "
-                       "voicemail, tenants)")
+                       "bus, voicemail, tenants)")
 
 
 def test_bad_regex_names_the_rule_and_its_line() -> None:

@@ -21,6 +21,7 @@ from typing import Any
 from . import __version__
 from .calls.apps import register_builtin
 from .calls.control import CallControl
+from .calls.dialplan import Target
 from .calls.guard import CallLimits
 from .calls.leg import MediaPolicy
 from .config import Config
@@ -30,7 +31,7 @@ from .services import Services
 from .sip import auth as digest
 from .sip.admission import AdmissionSettings
 from .sip.registrar import RegistrarPolicy
-from .sip.server import SipServer, SipSettings, Target
+from .sip.server import SipServer, SipSettings
 from .sip.transaction import Timers
 from .sip.transport import Peer
 
@@ -209,7 +210,8 @@ def media_settings_from(config: Config) -> MediaSettings:
 
 
 async def start(config: Config) -> Hatif:
-    sip = SipServer(ConfigDirectory(config), settings_from(config))
+    directory = ConfigDirectory(config)
+    sip = SipServer(directory, settings_from(config))
     media = MediaEngine(media_settings_from(config))
     media.start()
     prompts = PromptCache(Path(config.media.cache))
@@ -217,8 +219,8 @@ async def start(config: Config) -> Hatif:
     # Synthesize the greetings once, off the loop, so the first caller does not wait for espeak-ng.
     for language, text in config.media.greeting.items():
         await asyncio.to_thread(prompts.speak, text, language)
-    control = CallControl(sip, media, prompts, record=config.media.record, recordings=Path(config.media.recordings),
-                          limits=call_limits_from(config))
+    control = CallControl(sip, media, prompts, route=directory.route, record=config.media.record,
+                          recordings=Path(config.media.recordings), limits=call_limits_from(config))
     register_builtin(control, greeting)
     services = await Services.start(config, control)
     addresses: list[tuple[str, str, int]] = []

@@ -43,7 +43,7 @@ from ..sip.dialog import new_tag
 from ..sip.headers import Headers, NameAddr
 from ..sip.message import Request, Response, make_response
 from ..sip.sdp import SdpError
-from ..sip.server import Caller, ServerTx, SipServer, Target
+from ..sip.server import Caller, ServerTx, SipServer
 from ..sip.session_timer import TooSmall, uas_timer
 from ..sip.transaction import Action, DeliverResponse, ServerInviteTransaction
 from ..sip.transport import Peer
@@ -51,6 +51,7 @@ from ..sip.uri import URI
 from ..store.records import CallRecord
 from .api import CallEvent, Hangup, Outcome
 from .call import Call, Conference
+from .dialplan import Target
 from .guard import CallLimits, call_too_long, check_leg
 from .leg import LegState, MediaPolicy, SipLeg
 
@@ -79,9 +80,11 @@ STATUS_FOR = {"busy": (486, "Busy Here"), "no_answer": (480, "No Answer"),
 class CallControl:
     """Takes the INVITEs the SIP server accepted; owns every call, leg and conference of this Hatif."""
 
-    def __init__(self, server: SipServer, media: MediaEngine, prompts: PromptCache, *, record: bool = False,
+    def __init__(self, server: SipServer, media: MediaEngine, prompts: PromptCache, *,
+                 route: Callable[[str, str], Target | None], record: bool = False,
                  recordings: Path | None = None, limits: CallLimits | None = None) -> None:
         self.server = server
+        self.route = route  # (tenant, dialled number) -> where it goes: the tenant's dial plan
         self.limits = limits or CallLimits()
         self.media = media
         self.prompts = prompts
@@ -163,7 +166,7 @@ class CallControl:
             srv.respond(tx, make_response(request, 503, "Too Many Calls", to_tag=tag, extra=[("Retry-After", "5")]))
             return
         number = request.uri.user
-        target = srv.directory.route(caller.tenant, number) if number else None
+        target = self.route(caller.tenant, number) if number else None
         if target is None:
             srv.respond(tx, make_response(request, 404, to_tag=tag))
             return
@@ -278,13 +281,13 @@ class CallControl:
         kind, _, rest = target.partition(":")
         now = srv.now()
         if kind == "extension" or (not rest and kind):
-            routed = srv.directory.route(call.tenant, rest or kind)
+            routed = self.route(call.tenant, rest or kind)
             if routed is None or routed.kind == "app":
                 return "failed"
             kind = "user" if routed.kind == "user" else "endpoint"
             rest = routed.name if routed.kind == "user" else f"{routed.name}/{routed.number}"
         elif kind == "number":
-            routed = srv.directory.route(call.tenant, rest)
+            routed = self.route(call.tenant, rest)
             if routed is None or routed.kind != "endpoint":
                 return "failed"
             kind, rest = "endpoint", f"{routed.name}/{routed.number}"

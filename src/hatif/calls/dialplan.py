@@ -14,7 +14,21 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Literal
 
-__all__ = ["DialPlan", "Route", "RoutingRule"]
+from ..sip.transport import Peer
+
+__all__ = ["DialPlan", "Route", "RoutingRule", "Target"]
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where a dialed number goes in a tenant, resolved for call control (a user, an endpoint with its address,
+    an application)."""
+
+    kind: Literal["user", "endpoint", "app"]
+    tenant: str
+    name: str
+    number: str
+    peer: Peer | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -50,19 +50,9 @@ OUT_OF_DIALOG = frozenset(("OPTIONS", "REGISTER", "INVITE", "BYE", "INFO", "UPDA
 MAGIC_COOKIE = "z9hG4bK"
 
 
-@dataclass(frozen=True, slots=True)
-class Target:
-    """Where a dialed number goes, as the dial plan says."""
-
-    kind: Literal["user", "endpoint", "app"]
-    tenant: str
-    name: str
-    number: str
-    peer: Peer | None = None
-
 
 class Directory(Protocol):
-    """What the SIP server needs to know of tenants, users, endpoints and the dial plan."""
+    """What the SIP server needs to know of tenants, users and endpoints (the dial plan is call control's)."""
 
     def tenant_for_host(self, host: str) -> str | None: ...
     def realm(self, tenant: str) -> str: ...
@@ -72,7 +62,6 @@ class Directory(Protocol):
     def display_name(self, tenant: str, username: str) -> str | None: ...
     def language(self, tenant: str, username: str) -> str: ...
     def trusted_peer(self, peer: Peer) -> tuple[str, str] | None: ...  # (tenant, endpoint name)
-    def route(self, tenant: str, number: str) -> Target | None: ...
 
 
 @dataclass(slots=True)
