@@ -25,12 +25,8 @@ KNOWN_DUPLICATES: dict[str, str] = {
     "CallOffered": "issue 11",
     "CallTransferred": "issue 11",
     "CallbackRequested": "issue 11",
-    # config.Media (settings), sip.sdp.Media (an RFC 4566 media description), sim.ua.media.Media.
+    # config.Media (settings) and sip.sdp.Media (an RFC 4566 media description).
     "Media": "issue 19",
-    # sip.admission.Refusal (503 + Retry-After) and sip.inspection.Refusal (RFC 3261 §8.2 answers).
-    "Refusal": "issue 19",
-    # config.Registration (REGISTER bounds) and sim.ua.register.Registration (a REGISTER's outcome).
-    "Registration": "issue 19",
 }
 
 

@@ -28,7 +28,7 @@ SDP = "application/sdp"
 
 
 @dataclass(frozen=True, slots=True)
-class Refusal:
+class InspectionRefusal:
     """A final response to send instead of processing the request; `reason` None means the default."""
 
     status: int
@@ -36,7 +36,7 @@ class Refusal:
     extra: tuple[tuple[str, str], ...] = ()
 
 
-def inspect_request(request: Request, methods: frozenset[str], allow: str) -> Refusal | None:
+def inspect_request(request: Request, methods: frozenset[str], allow: str) -> InspectionRefusal | None:
     """The refusal RFC 3261 §8.2.1 to §8.2.3 call for, if any, for a request outside a dialog.
 
     `methods` are the methods the server takes outside a dialog; `allow` is its Allow header value.
@@ -44,31 +44,31 @@ def inspect_request(request: Request, methods: frozenset[str], allow: str) -> Re
     method = request.method
     if method not in methods:
         status = 405 if method in KNOWN_METHODS else 501
-        return Refusal(status, None, (("Allow", allow),))
+        return InspectionRefusal(status, None, (("Allow", allow),))
     scheme = request.uri.scheme
     if scheme not in URI_SCHEMES:
-        return Refusal(416, f"Unsupported URI Scheme: Request-URI is {scheme}:")
+        return InspectionRefusal(416, f"Unsupported URI Scheme: Request-URI is {scheme}:")
     if method == "REGISTER":
         # A binding is an AOR and contacts Hatif can reach: SIP or SIPS URIs (RFC 3261 §10.3, RFC 4475 §3.3.4).
         to = request.to.uri
         if to is None or to.scheme not in ("sip", "sips"):
-            return Refusal(416, f"Unsupported URI Scheme: To is {to.scheme if to else '*'}:")
+            return InspectionRefusal(416, f"Unsupported URI Scheme: To is {to.scheme if to else '*'}:")
     if method in ("REGISTER", "INVITE"):
         # An INVITE's Contact is the dialog's remote target, which must be a SIP URI (RFC 3261 §8.1.1.8).
         for contact in request.contacts:
             if contact.uri is not None and contact.uri.scheme not in ("sip", "sips"):
-                return Refusal(416, f"Unsupported URI Scheme: Contact is {contact.uri.scheme}:")
+                return InspectionRefusal(416, f"Unsupported URI Scheme: Contact is {contact.uri.scheme}:")
     unsupported = [tag.strip() for tag in request.headers.get_all("Require")
                    if tag.strip() and tag.strip().lower() not in SUPPORTED_OPTIONS]
     if unsupported:
-        return Refusal(420, None, (("Unsupported", ", ".join(unsupported)),))
+        return InspectionRefusal(420, None, (("Unsupported", ", ".join(unsupported)),))
     if method == "INVITE":
         content_type = request.content_type
         if request.body and content_type is not None and content_type != SDP:
-            return Refusal(415, f"Unsupported Media Type: {content_type[:40]}", (("Accept", SDP),))
+            return InspectionRefusal(415, f"Unsupported Media Type: {content_type[:40]}", (("Accept", SDP),))
         accept = request.headers.get_all("Accept")
         if accept and not any(_accepts_sdp(a) for a in accept):
-            return Refusal(406, "Not Acceptable: Accept does not allow application/sdp")
+            return InspectionRefusal(406, "Not Acceptable: Accept does not allow application/sdp")
     return None
 
 

@@ -26,6 +26,7 @@ from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from ..bus import Bus, Dropped, accepting
+from ..errors import WebError
 from ..events import STREAMS, Event
 from .auth import TokenAuth
 
@@ -45,8 +46,8 @@ class EventSource(Protocol):
         ...
 
 
-class BadRequest(ValueError):
-    pass
+class BadRequest(WebError, ValueError):
+    """A `streams` or `after` the feed cannot take; its message says what is wrong."""
 
 
 def parse_streams(text: str | None) -> tuple[str, ...]:

@@ -35,7 +35,7 @@ from ...sip.transport import Addr
 from .agent import UserAgent
 from .calls import Answer, AnswerPolicy, CallHook, CallOutcome, CallResult, IncomingCall, OutgoingCall, SipCallError
 from .media import CODECS, FRAME, SAMPLES_PER_FRAME
-from .register import Registration
+from .register import RegisterOutcome
 from .shell import USER_AGENT
 
 __all__ = [
@@ -51,7 +51,7 @@ __all__ = [
     "CallResult",
     "IncomingCall",
     "OutgoingCall",
-    "Registration",
+    "RegisterOutcome",
     "SipCallError",
     "UserAgent",
 ]

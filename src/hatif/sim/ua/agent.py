@@ -12,8 +12,8 @@ from ...sip.message import Request
 from ...sip.transaction import Timers
 from ...sip.transport import Addr
 from .calls import Answer, AnswerPolicy, CallHook, Calling, CallOutcome, IncomingCall, OutgoingCall
-from .media import Media
-from .register import Registration
+from .media import CallMedia
+from .register import RegisterOutcome
 from .shell import UaEndpoint, _route_to
 
 
@@ -45,7 +45,7 @@ class UserAgent(Calling):
         self.max_duration = max_duration
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ep: UaEndpoint | None = None
-        self._media: Media | None = None
+        self._media: CallMedia | None = None
         self.outgoing: dict[str, OutgoingCall] = {}
         self.incoming: dict[str, IncomingCall] = {}
         self.dialogs = DialogTable(max_calls)
@@ -55,7 +55,7 @@ class UserAgent(Calling):
         self._reg_call_id = f"{secrets.token_hex(10)}@sim"
         self._reg_tag = new_tag()
         self._reg_cseq = 0
-        self.registration: Registration | None = None
+        self.registration: RegisterOutcome | None = None
         self.notifications: deque[Request] = deque(maxlen=100)  # message-waiting NOTIFYs received
         self._refresh: asyncio.Task[None] | None = None
         self.closed = False
@@ -68,7 +68,7 @@ class UserAgent(Calling):
         self._ep = UaEndpoint(self._loop, self.server, self.timers, self._on_request, self._on_stray,
                              max_transactions=max(64, 8 * self.max_calls))
         await self._ep.open(host, self.local_port)
-        self._media = Media(self._loop, host, self.rtp, self.tone_hz)
+        self._media = CallMedia(self._loop, host, self.rtp, self.tone_hz)
         return self
 
     async def __aenter__(self) -> UserAgent:

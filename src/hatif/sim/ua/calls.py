@@ -39,7 +39,7 @@ from ...sip.transaction import (
 )
 from ...sip.transport import Peer
 from ...sip.uri import URI
-from .media import CODECS, Media, Stream
+from .media import CODECS, CallMedia, Stream
 from .register import Registering
 from .shell import USER_AGENT
 
@@ -204,7 +204,7 @@ class Calling(Registering):
     on_ended: CallHook | None
     max_calls: int
     max_duration: float
-    _media: Media | None
+    _media: CallMedia | None
     outgoing: dict[str, OutgoingCall]
     incoming: dict[str, IncomingCall]
     dialogs: DialogTable

@@ -33,7 +33,7 @@ class Stream:
     received: int = 0
 
 
-class Media:
+class CallMedia:
     """RTP for every answered call of one user agent: a frame per stream each 20 ms, packets counted in."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, host: str, send: bool, tone_hz: float | None) -> None:

@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
-class Registration:
+class RegisterOutcome:
     """The outcome of a REGISTER: final status, the expiry the registrar granted, the digest algorithm."""
 
     status: int
@@ -52,7 +52,7 @@ class Registering(AgentShell):
     domain: str
     algorithms: tuple[str, ...]
     closed: bool
-    registration: Registration | None
+    registration: RegisterOutcome | None
     _challenges: dict[tuple[str, str], tuple[str, int]]
     _reg_call_id: str
     _reg_tag: str
@@ -120,7 +120,7 @@ class Registering(AgentShell):
     # -- registration ---------------------------------------------------------------------------------
 
     async def register(self, user: str | None = None, password: str | None = None, *, expires: int = 300,
-                       refresh: bool = False) -> Registration:
+                       refresh: bool = False) -> RegisterOutcome:
         """REGISTER this user agent's contact (again, for a re-registration) for `expires` seconds.
 
         With `refresh`, the binding is renewed at half its granted lifetime until `close()`.
@@ -139,7 +139,7 @@ class Registering(AgentShell):
             self._refresh = self.loop.create_task(self._keep_registered(expires))
         return result
 
-    async def unregister(self) -> Registration:
+    async def unregister(self) -> RegisterOutcome:
         """Remove this contact's binding (Expires: 0)."""
         if self._refresh is not None and self._refresh is not asyncio.current_task():
             self._refresh.cancel()
@@ -148,7 +148,7 @@ class Registering(AgentShell):
         self.registration = None
         return result
 
-    async def _register(self, expires: int) -> Registration:
+    async def _register(self, expires: int) -> RegisterOutcome:
         tries = 0
         while True:
             tries += 1
@@ -168,7 +168,7 @@ class Registering(AgentShell):
             granted = _granted_expires(response, self.contact(), expires) if 200 <= status < 300 else 0
             algorithm = self.digest_algorithm("REGISTER")
             log.debug("register", extra={"fields": {"user": self.user, "status": status, "expires": granted}})
-            return Registration(status, response.reason, granted, algorithm)
+            return RegisterOutcome(status, response.reason, granted, algorithm)
 
     def _register_request(self, expires: int) -> Request:
         self._reg_cseq += 1
