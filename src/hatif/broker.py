@@ -16,6 +16,7 @@ at the next event they receive, and `on_reconnect` asks them to at once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import re
@@ -67,6 +68,8 @@ class NatsRelay:
         self.origin = uuid.uuid4().hex
         self._queue: deque[Event] = deque(maxlen=queue)
         self._wake = asyncio.Event()
+        self._drained = asyncio.Event()  # set while nothing waits to be sent
+        self._drained.set()
         self._nc: Client | None = None
         self._sender: asyncio.Task[None] | None = None
         self.sent = 0
@@ -106,12 +109,14 @@ class NatsRelay:
                 log.warning("broker queue full: oldest events go by the store only",
                             extra={"fields": {"dropped": self.dropped}})
         self._queue.append(event)
+        self._drained.clear()
         self._wake.set()
 
     async def _send(self) -> None:
         assert self._nc is not None
         while True:
             while not self._queue:
+                self._drained.set()
                 self._wake.clear()
                 await self._wake.wait()
             event = self._queue.popleft()
@@ -149,8 +154,8 @@ class NatsRelay:
         """Returns once every queued event was handed to the server."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        while self._queue and loop.time() < deadline:
-            await asyncio.sleep(0.005)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._drained.wait(), timeout)
         if self._nc is not None and self._nc.is_connected:
             await self._nc.flush(timeout=max(1, round(deadline - loop.time())))
 

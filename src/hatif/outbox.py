@@ -83,11 +83,6 @@ class Outbox:
             self._writer = loop.create_task(self._drain())
         return done
 
-    async def flushed(self) -> None:
-        """Returns once everything emitted so far is committed (or refused)."""
-        while self._writer is not None:
-            await asyncio.shield(self._writer)
-
     async def _drain(self) -> None:
         try:
             if len(self._pending) < self.limit:
@@ -129,9 +124,6 @@ class Outbox:
             held = self._held[stream]
             while held and self._delivered[stream] + 1 in held:
                 self._deliver(held.pop(self._delivered[stream] + 1))
-            held_below = [s for s in held if s <= self._delivered[stream]]
-            for s in held_below:
-                del held[s]
             return
         self._held[stream][event.seq] = event
         if stream not in self._fills:
@@ -151,15 +143,11 @@ class Outbox:
                 held = self._held[stream]
                 if not held:
                     return
-                events = await asyncio.to_thread(self.log.since, stream, self._delivered[stream], limit=self.limit)
-                if not events:  # cannot happen while the log numbers as it does; never wait for it forever
+                if not await self._pull(stream):  # cannot happen while the log numbers as it does: never wait
                     log.error("event log has a gap", extra={"fields": {
                         "stream": stream, "after": self._delivered[stream], "next": min(held)}})
                     self._delivered[stream] = min(held) - 1
-                    events = [held.pop(min(held))]
-                self.filled += len(events)
-                for e in events:
-                    self.arrive(e)
+                    self.arrive(held.pop(min(held)))
         except Exception:
             failed = True
             log.exception("reading missed events from the log failed", extra={"fields": {"stream": stream}})
@@ -169,13 +157,21 @@ class Outbox:
                 self._fills[stream] = asyncio.get_running_loop().create_task(
                     self._fill(stream, 1.0 if failed else None))
 
+    async def _pull(self, stream: str) -> int:
+        """Reads the next page of `stream` after what was delivered from the log and delivers it; how many."""
+        events = await asyncio.to_thread(self.log.since, stream, self._delivered[stream], limit=self.limit)
+        self.filled += len(events)
+        for e in events:
+            self.arrive(e)
+        return len(events)
+
     async def catch_up(self) -> None:
         """Reads what the log holds beyond what was delivered in every stream (after the relay reconnects)."""
         last = await asyncio.to_thread(self.log.last)
         for stream, seq in last.items():
-            if stream in self._delivered and seq > self._delivered[stream]:
-                for e in await asyncio.to_thread(self.log.since, stream, self._delivered[stream], limit=self.limit):
-                    self.arrive(e)
+            for _ in range(10_000):  # bounded: at most 10,000 pages of `limit` events per stream
+                if stream not in self._delivered or self._delivered[stream] >= seq or not await self._pull(stream):
+                    break
 
     # -- reading -----------------------------------------------------------------------------------------
 

@@ -222,7 +222,8 @@ def test_catch_up_reads_what_another_writer_committed(open_store: Callable[[], S
 
     async def run() -> list[int]:
         b_bus = Bus()
-        a, b = Outbox(Bus(), EventLog(a_store)), Outbox(b_bus, EventLog(b_store))
+        a = Outbox(Bus(), EventLog(a_store))
+        b = Outbox(b_bus, EventLog(b_store), limit=3)  # pages of 3: catching up takes several reads
         await a.start()
         await b.start()
         await asyncio.gather(*(a.emit(state(f"x{i}")) for i in range(7)))
