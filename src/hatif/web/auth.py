@@ -21,9 +21,11 @@ import hashlib
 import hmac
 from collections.abc import Mapping
 from typing import Annotated
+from urllib.parse import urlsplit
 
 from fastapi import Depends, Query, Request
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import HTTPConnection
 
 from hatif.people.credentials import TOKEN_PREFIX, same
 from hatif.people.model import INSTALLATION_SCOPES, PLATFORM, Principal, Scope
@@ -80,13 +82,13 @@ def _digest(token: str) -> bytes:
 # -- the principal of a request ------------------------------------------------------------------------------
 
 
-def session_secret(request: Request) -> str | None:
-    return request.cookies.get(SECURE_SESSION_COOKIE) or request.cookies.get(SESSION_COOKIE) or None
+def session_secret(conn: HTTPConnection) -> str | None:
+    return conn.cookies.get(SECURE_SESSION_COOKIE) or conn.cookies.get(SESSION_COOKIE) or None
 
 
-def client_address(request: Request) -> str:
+def client_address(conn: HTTPConnection) -> str:
     """The caller's address as the server sees it (behind a proxy, uvicorn's `--forwarded-allow-ips` decides)."""
-    return request.client.host if request.client is not None else ""
+    return conn.client.host if conn.client is not None else ""
 
 
 def _by_bearer(people: PeopleService | None, auth: TokenAuth, authorization: str) -> Principal | None:
@@ -101,40 +103,53 @@ def _by_bearer(people: PeopleService | None, auth: TokenAuth, authorization: str
     return None if tenant is None else Principal(tenant, None, INSTALLATION_SCOPES, "installation")
 
 
+async def authenticate(conn: HTTPConnection) -> Principal | None:
+    """The principal of the bearer token, or else of the session cookie, or None. The CSRF token is the
+    caller's to check (`principal` for HTTP; the WebSocket feed checks the origin instead)."""
+    people: PeopleService | None = getattr(conn.app.state, "hatif_people", None)
+    auth: TokenAuth = conn.app.state.hatif_auth
+    authorization = conn.headers.get("authorization")
+    if authorization is not None:
+        return await run_in_threadpool(_by_bearer, people, auth, authorization)
+    secret = session_secret(conn)
+    if secret is None or people is None:
+        return None
+    return await run_in_threadpool(people.session_of, secret)
+
+
 async def principal(request: Request) -> Principal:
     """The one dependency every authenticated route starts from (see the module)."""
-    people: PeopleService | None = getattr(request.app.state, "hatif_people", None)
-    auth: TokenAuth = request.app.state.hatif_auth
-    authorization = request.headers.get("authorization")
-    if authorization is not None:
-        found = await run_in_threadpool(_by_bearer, people, auth, authorization)
-        if found is None:
-            raise UNAUTHORIZED
-        return found
-    secret = session_secret(request)
-    if secret is None or people is None:
-        raise UNAUTHORIZED
-    found = await run_in_threadpool(people.session_of, secret)
+    found = await authenticate(request)
     if found is None:
         raise UNAUTHORIZED
-    if request.method in UNSAFE_METHODS and not same(request.headers.get(CSRF_HEADER) or "", found.csrf or ""):
+    if found.via == "session" and request.method in UNSAFE_METHODS and not same(
+            request.headers.get(CSRF_HEADER) or "", found.csrf or ""):
         raise CSRF_REFUSED
     return found
+
+
+def same_origin(conn: HTTPConnection) -> bool:
+    """Whether the browser says the page is of this site: `Origin` (RFC 6454), which every browser sends with a
+    WebSocket handshake, names the host the request was sent to (or is absent: not a browser)."""
+    origin = conn.headers.get("origin")
+    if origin is None:
+        return True
+    return urlsplit(origin).netloc.lower() == (conn.headers.get("host") or "").lower()
 
 
 PrincipalDep = Annotated[Principal, Depends(principal)]
 
 
 class RequireScope:
-    """A dependency: the principal, refused 403 unless it holds `scope`.
+    """A dependency: the principal, refused 403 unless it holds `scope` (None: any valid principal).
 
     A class, not a closure: FastAPI reads the annotations of `__call__` from this module's names."""
 
-    def __init__(self, scope: Scope) -> None:
+    def __init__(self, scope: Scope | None) -> None:
         self.scope = scope
 
     async def __call__(self, who: PrincipalDep) -> Principal:
-        if self.scope not in who.scopes:
+        if self.scope is not None and self.scope not in who.scopes:
             raise forbidden(self.scope.value)
         return who
 
@@ -154,7 +169,7 @@ TenantQuery = Annotated[str | None, Query(
 
 
 class TenantWithScope(RequireScope):
-    """A dependency: the acting tenant of a principal that holds `scope`."""
+    """A dependency: the acting tenant of a principal that holds `scope` (None: of any valid principal)."""
 
     async def __call__(self, who: PrincipalDep, tenant: TenantQuery = None) -> str:  # type: ignore[override]
         return acting_tenant(await super().__call__(who), tenant)
