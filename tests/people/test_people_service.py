@@ -226,3 +226,14 @@ def test_a_platform_owner_holds_every_scope(people: PeopleService) -> None:
     bob = people.add_user("globex", "bob", Role.AGENT, PASSWORD, by=who, address="192.0.2.7")
     (entry,) = [e for e in people.audit_log("globex") if e.action == "user.added"]
     assert entry.actor == "root@*" and entry.target == f"user {bob.id} (bob)"
+
+
+def test_failures_of_every_name_age_out_of_the_table(people: PeopleService, clock: Clock) -> None:
+    for i in range(20):  # a guesser spraying names
+        with pytest.raises(SignInRefused):
+            people.sign_in("acme", f"guess{i}", "wrong password", "192.0.2.7")
+    clock.advance(LOCKOUT_WINDOW + timedelta(seconds=1))
+    with pytest.raises(SignInRefused):
+        people.sign_in("acme", "one more", "wrong password", "192.0.2.7")
+    assert people.store.failures("acme", "guess0", T0 - LOCKOUT_WINDOW) == []
+    assert people.store.failures("acme", "one more", T0) == [clock.now]

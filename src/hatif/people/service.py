@@ -112,6 +112,7 @@ class PeopleService:
         self.passwords = passwords or Passwords()
         self.clock = clock
         self.tenants = None if tenants is None else frozenset(tenants)
+        self._forgotten: datetime | None = None  # when failures older than the window were last forgotten
 
     # -- users ---------------------------------------------------------------------------------------------
 
@@ -209,6 +210,7 @@ class PeopleService:
         if not ok or found is None:
             if not locked:  # failures while locked are not counted: the lock opens as the window moves on
                 self.store.add_failure(tenant, name, now, now - LOCKOUT_WINDOW)
+                self._forget_old_failures(now)
             log.info("sign-in refused", extra={"fields": {"tenant": tenant, "source": source, "locked": locked}})
             raise SignInRefused()
         person, stored = found
@@ -219,6 +221,13 @@ class PeopleService:
         session = self.store.add_session(person, sha256(secret), now)
         log.info("signed in", extra={"fields": {"tenant": tenant, "user": person.id, "source": source}})
         return SignedIn(secret, csrf_of(secret), session, person)
+
+    def _forget_old_failures(self, now: datetime) -> None:
+        """At most once a minute, drop the failures every name has aged out of (SECURITY.md: a flood grows no
+        table without bound)."""
+        if self._forgotten is None or now - self._forgotten >= SESSION_TOUCH:
+            self._forgotten = now
+            self.store.forget_failures(now - LOCKOUT_WINDOW)
 
     def sign_out(self, secret: str) -> None:
         found = self.store.session_by_secret(sha256(secret))
@@ -311,6 +320,8 @@ class PeopleService:
                **detail: Any) -> None:
         actor_id = by.user.id if by is not None and by.user is not None else None
         actor = by.label if by is not None else COMMAND_LINE
+        if by is not None and by.user is not None and by.user.tenant != tenant:  # an owner, in a tenant
+            actor = f"{by.user.name}@{by.user.tenant}"
         self.audit(AuditEntry(tenant=tenant, at=self.clock(), actor_id=actor_id, actor=actor, action=action,
                               target=target, address=address, detail=detail))
 
