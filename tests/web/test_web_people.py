@@ -288,3 +288,12 @@ def test_the_openapi_schema_lists_the_people_routes(world: World) -> None:
             "/api/v1/users/{user_id}/tokens/{token_id}", "/api/v1/audit"} <= set(paths)
     created = paths["/api/v1/users/{user_id}/tokens"]["post"]["responses"]["201"]
     assert created["content"]["application/json"]["schema"]["$ref"].endswith("/NewTokenOut")
+
+
+def test_the_openapi_schema_gives_every_refusal_the_error_shape(world: World) -> None:
+    paths = world.client.get("/api/v1/openapi.json").json()["paths"]
+    for path in ("/api/v1/users", "/api/v1/users/{user_id}", "/api/v1/users/{user_id}/tokens", "/api/v1/audit"):
+        for method, operation in paths[path].items():
+            for status in ("401", "403", "404", "422"):
+                schema = operation["responses"][status]["content"]["application/json"]["schema"]
+                assert schema["$ref"].endswith("/ErrorOut"), (method, path, status)

@@ -185,7 +185,9 @@ async def _access(request: Request, who: PrincipalDep, tenant: TenantQuery = Non
 PeopleDep = Annotated[PeopleService, Depends(_people)]
 AccessDep = Annotated[Access, Depends(_access)]
 RESPONSES: dict[int | str, dict[str, Any]] = {
-    401: {"model": ErrorOut}, 403: {"model": ErrorOut}, 404: {"model": ErrorOut}}
+    401: {"model": ErrorOut}, 403: {"model": ErrorOut}, 404: {"model": ErrorOut},
+    422: {"model": ErrorOut, "description": "a parameter or body the route cannot take, or a people rule broken"}}
+"""Every refusal in the API's one error shape (a 422 of a bad parameter also carries FastAPI's `detail`)."""
 CHANGE_RESPONSES: dict[int | str, dict[str, Any]] = {**RESPONSES, 409: {"model": ErrorOut}}
 
 
@@ -207,7 +209,7 @@ async def _user(people: PeopleService, access: Access, user_id: int) -> Person:
 router = APIRouter(prefix=PREFIX, tags=["people"])
 
 
-@router.post("/session", responses={401: {"model": ErrorOut}})
+@router.post("/session", responses={401: {"model": ErrorOut}, 422: RESPONSES[422]})
 async def sign_in(body: SignInIn, request: Request, response: Response, people: PeopleDep) -> SessionOut:
     """Sign in with a tenant, name and password. Every refusal is the same 401 (`sign_in_refused`), whether the
     name exists or not, the password is wrong or the name is locked out after repeated failures."""
