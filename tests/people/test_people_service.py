@@ -83,7 +83,8 @@ def test_sign_in_and_the_one_refusal(people: PeopleService) -> None:
     assert Scope.CALLS_READ in who.scopes and Scope.USERS_ADMIN not in who.scopes
     messages = set()
     for tenant, name, password in [("acme", "ann", "wrong password"), ("acme", "nobody", PASSWORD),
-                                   ("globex", "ann", PASSWORD)]:
+                                   ("globex", "ann", PASSWORD), ("acme", "ann\x00", PASSWORD),
+                                   ("acme\x00", "ann", PASSWORD)]:
         with pytest.raises(SignInRefused) as refused:
             people.sign_in(tenant, name, password, "192.0.2.7")
         messages.add(str(refused.value))

@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from people_world import PASSWORD, World
 
 from hatif.people.model import LOCKOUT_FAILURES
@@ -37,7 +39,7 @@ def test_sign_in_returns_who_and_the_csrf_token(world: World) -> None:
 
 @pytest.mark.parametrize(("tenant", "name", "password"), [
     ("acme", "sami", "wrong password"), ("acme", "nobody", PASSWORD), ("globex", "sami", PASSWORD),
-    ("acme", "sami", ""), ("*", "sami", PASSWORD),
+    ("acme", "sami", ""), ("*", "sami", PASSWORD), ("acme", "sa\x00mi", PASSWORD), ("ac\x00me", "sami", PASSWORD),
 ])
 def test_every_refused_sign_in_is_the_same_401(world: World, tenant: str, name: str, password: str) -> None:
     r = sign_in(world.client, name, password, tenant)
@@ -277,6 +279,7 @@ def test_an_owner_acts_in_any_tenant(world: World) -> None:
     assert {u["name"] for u in world.client.get("/api/v1/users?tenant=globex", headers=root).json()} == {
         "gina", "gus", "gil"}
     assert [u["name"] for u in world.client.get("/api/v1/users", headers=root).json()] == ["root"]
+    assert world.client.get("/api/v1/users?tenant=ac%00me", headers=root).status_code == 404
     (entry,) = [e for e in world.client.get("/api/v1/audit?tenant=globex", headers=root).json()
                 if e["target"].endswith("(gil)")]
     assert (entry["action"], entry["actor"]) == ("user.added", "root@*")
@@ -297,3 +300,24 @@ def test_the_openapi_schema_gives_every_refusal_the_error_shape(world: World) ->
             for status in ("401", "403", "404", "422"):
                 schema = operation["responses"][status]["content"]["application/json"]["schema"]
                 assert schema["$ref"].endswith("/ErrorOut"), (method, path, status)
+
+
+JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=30),
+                    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+                    max_leaves=6)
+FIELDS = st.sampled_from(["tenant", "name", "password", "role", "scopes", "expires", "disabled", "heard"])
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=st.dictionaries(FIELDS, JSON | st.text(max_size=40), max_size=5) | JSON)
+def test_any_body_gets_an_answer_in_the_error_shape_never_a_server_error(world: World, body: Any) -> None:
+    admin = world.bearer("adel")
+    tara = world.users["tara"].id
+    for method, path, allowed in [("POST", "/api/v1/session", {200, 401, 422}),
+                                  ("POST", "/api/v1/users", {201, 409, 422}),
+                                  ("PATCH", f"/api/v1/users/{tara}", {200, 409, 422}),
+                                  ("POST", f"/api/v1/users/{tara}/tokens", {201, 422})]:
+        r = world.client.request(method, path, json=body, headers={} if path.endswith("session") else admin)
+        assert r.status_code in allowed, (method, path, body, r.text)
+        if r.status_code >= 400:
+            assert set(r.json()["error"]) == {"code", "message"}

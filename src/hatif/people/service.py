@@ -202,6 +202,9 @@ class PeopleService:
     def sign_in(self, tenant: str, name: str, password: str, source: str) -> SignedIn:
         """A new session for the user, or `SignInRefused`, the same for every reason (see the module)."""
         now = self.clock()
+        if name_problem(name) or name_problem(tenant):  # no such user can exist (and PostgreSQL refuses NUL)
+            self.passwords.verify_dummy(password)
+            raise SignInRefused()
         locked = lockout_remaining(self.store.failures(tenant, name, now - LOCKOUT_WINDOW), now) is not None
         found = self.store.user_with_hash(tenant, name)
         if locked or found is None:

@@ -158,6 +158,8 @@ def acting_tenant(who: Principal, asked: str | None) -> str:
     """The tenant a request acts in: the principal's own; a platform owner names any with `?tenant=` (its own,
     `*`, otherwise). Anyone else naming another tenant gets the 404 of a tenant that does not exist."""
     if who.owner:
+        if asked is not None and not asked.isprintable():  # no tenant is named so (PostgreSQL refuses NUL)
+            raise not_found(f"tenant {asked!r}")
         return asked or PLATFORM
     if asked is not None and asked != who.tenant:
         raise not_found(f"tenant {asked!r}")
