@@ -34,12 +34,13 @@ from hatif.people.service import PeopleService
 from hatif.store.db import StoreError
 from hatif.store.records import RecordStore, VoicemailMessage
 from hatif.web.auth import TenantWithScope, TokenAuth
+from hatif.web.docs import add_docs
 from hatif.web.errors import ApiError
 from hatif.web.live import EventSource
 from hatif.web.live import router as live_router
 from hatif.web.people import people_error
 from hatif.web.people import router as people_router
-from hatif.web.schemas import CallOut, ErrorOut, HeardIn, QueueEventOut, VoicemailOut
+from hatif.web.schemas import CallOut, ErrorOut, HeardIn, QueueEventOut, RowId, VoicemailOut
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +135,7 @@ async def list_voicemail(
 
 @router.get("/voicemail/{mailbox}/{message_id}", responses=AUTH_RESPONSES)
 async def get_voicemail(
-    mailbox: str, message_id: int, request: Request, tenant: VoicemailTenant, store: StoreDep
+    mailbox: str, message_id: RowId, request: Request, tenant: VoicemailTenant, store: StoreDep
 ) -> VoicemailOut:
     return _voicemail_out(request, await _message(store, tenant, mailbox, message_id))
 
@@ -143,7 +144,7 @@ async def get_voicemail(
     "/voicemail/{mailbox}/{message_id}/audio", name="voicemail_audio", response_class=FileResponse,
     responses={**AUTH_RESPONSES, 200: {"content": {"audio/wav": {}}, "description": "the message as WAV"}},
 )
-async def voicemail_audio(mailbox: str, message_id: int, tenant: VoicemailTenant, store: StoreDep) -> FileResponse:
+async def voicemail_audio(mailbox: str, message_id: RowId, tenant: VoicemailTenant, store: StoreDep) -> FileResponse:
     message = await _message(store, tenant, mailbox, message_id)
     stat = await run_in_threadpool(_stat_file, message.path)
     if stat is None:
@@ -156,7 +157,7 @@ async def voicemail_audio(mailbox: str, message_id: int, tenant: VoicemailTenant
 
 @router.post("/voicemail/{mailbox}/{message_id}/heard", responses=AUTH_RESPONSES)
 async def mark_heard(
-    mailbox: str, message_id: int, body: HeardIn, request: Request, tenant: VoicemailWriter, store: StoreDep
+    mailbox: str, message_id: RowId, body: HeardIn, request: Request, tenant: VoicemailWriter, store: StoreDep
 ) -> VoicemailOut:
     message = await _message(store, tenant, mailbox, message_id)
     if not await run_in_threadpool(store.mark_heard, tenant, message_id, body.heard):
@@ -167,7 +168,7 @@ async def mark_heard(
 
 
 @router.delete("/voicemail/{mailbox}/{message_id}", status_code=204, responses=AUTH_RESPONSES)
-async def delete_voicemail(mailbox: str, message_id: int, tenant: VoicemailWriter, store: StoreDep) -> Response:
+async def delete_voicemail(mailbox: str, message_id: RowId, tenant: VoicemailWriter, store: StoreDep) -> Response:
     """Deletes the record, then the file: a failure in between leaves an unlisted file, never a listed message
     whose audio is gone."""
     message = await _message(store, tenant, mailbox, message_id)
@@ -260,4 +261,5 @@ def create_api(store: RecordStore, tokens: Mapping[str, str], events: EventSourc
     app.add_exception_handler(RequestValidationError, _invalid)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(StoreError, _store_error)
+    add_docs(app, PREFIX)
     return app
