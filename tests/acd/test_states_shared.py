@@ -183,3 +183,33 @@ def test_the_routers_not_ready_after_a_missed_offer_reaches_the_other_node() -> 
         finally:
             await _close(a, b)
     run(main())
+
+
+def test_feature_codes_take_the_shared_path() -> None:
+    from hatif.services import Services
+
+    async def main() -> None:
+        a, b, log = await _nodes()
+        said: list[str] = []
+
+        async def say(text: str) -> None:
+            said.append(text)
+
+        call = SimpleNamespace(tenant="acme", caller=SimpleNamespace(party="a1"), language="en", say=say,
+                               outcome="")
+        services = Services(config=None, control=None, store=None, acd={"acme": a.acd})  # type: ignore[arg-type]
+        try:
+            await services._agent(call, "login")  # type: ignore[arg-type]
+            await services._agent(call, "pause:lunch")  # type: ignore[arg-type]
+            await _settle(a, b, seq=2)
+            assert b.state() == (S.NOT_READY, "lunch")
+            await services._agent(call, "pause")  # type: ignore[arg-type]  # the tenant requires a reason
+            await services._agent(call, "ready")  # type: ignore[arg-type]
+            await _settle(a, b, seq=3)
+            assert a.state()[0] is b.state()[0] is S.AVAILABLE
+            assert [(e.state, e.by) for e in log.since("agents", 0)] == [  # type: ignore[attr-defined]
+                ("logged_in", "a1"), ("not_ready", "a1"), ("available", "a1")]
+            assert len(said) == 4
+        finally:
+            await _close(a, b)
+    run(main())
