@@ -26,7 +26,7 @@ from .acd import prompts as acd_prompts
 from .acd.service import AcdService
 from .acd.states import StateRefused, StateRequest, StateRules, WorkState
 from .broker import NatsRelay
-from .bus import Bus, accepting
+from .bus import Bus, Gap, accepting
 from .calls.api import CallEvent, Channel, Hangup, Outcome
 from .calls.call import Call
 from .calls.control import CallControl
@@ -51,6 +51,9 @@ from .web.api import create_api
 from .web.server import ApiServer, serve_api
 
 log = logging.getLogger(__name__)
+
+AGENT_REPLAY = 10_000
+"""How far back in the `agents` stream (events of every tenant) a starting node looks for agent state requests."""
 
 
 class MwiNotifier:
@@ -141,8 +144,8 @@ class Services:
                                  vip=_on_list(t), linger=config.store.linger, spill=spill.append, rules=rules,
                                  publish=services.outbox.emit, node=services.node)
                 acd.listeners.append(services._router_publisher(acd))
-                services.bus.listen(acd.on_event, accepting(["agents"], tenant=t.name, types=(AgentStateRequested,)))
                 acd.start()
+                await services._follow_agent_states(acd)
                 services.acd[t.name] = acd
         if config.api.listen:
             host, port = parse_host_port(config.api.listen)
@@ -218,6 +221,23 @@ class Services:
             for typed in router_events(acd.tenant, event, wall0, by=acd.by, wrapup=wrapup, queues=queues):
                 self.outbox.emit(typed)
         return publish
+
+    async def _follow_agent_states(self, acd: AcdService) -> None:
+        """A starting node takes up the agent states the running ones agreed on: it replays the tenant's requests
+        among the last `AGENT_REPLAY` events of the `agents` stream, then applies each new one from the bus."""
+        assert self.outbox is not None
+        seq = max(0, self.outbox.last("agents") - AGENT_REPLAY)
+        for _ in range(AGENT_REPLAY // 1000 + 100):  # bounded: pages of 1,000, and what arrives meanwhile
+            page = await self.outbox.since("agents", seq, limit=1000, tenant=acd.tenant)
+            if not page:
+                break
+            acd.replay(page)
+            seq = page[-1].seq
+        try:
+            acd.replay(self.bus.since("agents", seq))  # delivered since the last read; no await until listening
+        except Gap:
+            log.warning("agent states replayed only in part", extra={"fields": {"tenant": acd.tenant, "after": seq}})
+        self.bus.listen(acd.on_event, accepting(["agents"], tenant=acd.tenant, types=(AgentStateRequested,)))
 
     def durable(self) -> asyncio.Future[None]:
         """Done once every CDR and queue-log line queued so far is committed (or spilled): what a BYE's 200

@@ -59,7 +59,7 @@ class Relay:
 
 
 class Node:
-    def __init__(self, name: str, log: MemoryLog, relay: Relay) -> None:
+    def __init__(self, name: str, log: MemoryLog, relay: Relay, listen: bool = True) -> None:
         loop = asyncio.get_running_loop()
         control = SimpleNamespace(loop=loop, server=SimpleNamespace(
             directory=SimpleNamespace(language=lambda tenant, user: "en")))
@@ -71,7 +71,8 @@ class Node:
                               store=None, rules=RULES, publish=self.outbox.emit, node=name)
         self.reported: list[RouterOutput] = []
         self.acd.listeners.append(lambda e, _: self.reported.append(e))
-        self.bus.listen(self.acd.on_event, accepting(["agents"], tenant="acme", types=(AgentStateRequested,)))
+        if listen:
+            self.bus.listen(self.acd.on_event, accepting(["agents"], tenant="acme", types=(AgentStateRequested,)))
 
     def state(self, agent: str = "a1") -> tuple[AgentState, str]:
         status = self.acd.router.agent_status(agent)
@@ -212,4 +213,32 @@ def test_feature_codes_take_the_shared_path() -> None:
             assert len(said) == 4
         finally:
             await _close(a, b)
+    run(main())
+
+
+def test_a_node_that_starts_later_replays_the_agreed_states_then_follows() -> None:
+    from hatif.services import Services
+
+    async def main() -> None:
+        a, b, log = await _nodes()
+        late: Node | None = None
+        try:
+            await a.acd.request(StateRequest("a1", W.LOGGED_IN, "a1"))
+            await a.acd.request(StateRequest("a2", W.NOT_READY, "sup1", "break"))
+            await b.acd.request(StateRequest("a1", W.NOT_READY, "a1", "lunch"))
+            to_late = Relay()
+            late = Node("c", log, Relay(), listen=False)
+            to_late.to = late.outbox
+            a.outbox.relay = to_late  # from now on, a's events reach the late node too
+            await late.outbox.start()
+            services = Services(config=None, control=None, store=None,  # type: ignore[arg-type]
+                                bus=late.bus, outbox=late.outbox)
+            await services._follow_agent_states(late.acd)
+            assert late.state("a1") == (S.NOT_READY, "lunch") and late.state("a2") == (S.NOT_READY, "break")
+            assert late.changes() == []  # replayed quietly: reported when they happened
+            await a.acd.request(StateRequest("a1", W.AVAILABLE, "a1"))
+            await _settle(a, late, seq=4)
+            assert late.state("a1") == (S.AVAILABLE, "set_ready")
+        finally:
+            await _close(a, b, *([late] if late is not None else []))
     run(main())

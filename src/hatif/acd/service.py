@@ -29,7 +29,7 @@ import math
 import random
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -217,11 +217,19 @@ class AcdService:
 
     def on_event(self, event: ev.Event) -> None:
         """A bus listener: apply the tenant's `agent.state.requested` events, each once, in order."""
+        self._take(event, replayed=False)
+
+    def replay(self, events: Iterable[ev.Event]) -> None:
+        """Apply requests committed before this node started (the log's), quietly: they were reported then."""
+        for event in events:
+            self._take(event, replayed=True)
+
+    def _take(self, event: ev.Event, *, replayed: bool) -> None:
         if not isinstance(event, ev.AgentStateRequested) or event.tenant != self.tenant or event.seq <= self.applied:
             return
         try:
             request = StateRequest(event.agent, WorkState(event.state), event.by or "", event.reason, event.queues)
-            self._apply_request(request, quiet=event.origin != self.node)
+            self._apply_request(request, quiet=replayed or event.origin != self.node)
         except (RoutingError, ValueError) as e:
             # This node's router does not allow it (the agent is on a call here, or an unknown agent or state).
             log.info("agent state request not applied here", extra={"fields": {
