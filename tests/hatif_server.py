@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import gc
 import shutil
 import tempfile
 import threading
@@ -18,7 +19,7 @@ from typing import Any, TypeVar
 
 import uvloop
 
-from hatif.app import Hatif, start
+from hatif.app import Hatif, settle_heap, start
 from hatif.config import Config, parse_config
 
 T = TypeVar("T")
@@ -41,10 +42,14 @@ class RunningHatif:
         self.loop = uvloop.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name="hatif", daemon=True)
         self.hatif: Hatif | None = None
+        self._thresholds: tuple[int, int, int] = gc.get_threshold()
 
     def __enter__(self) -> RunningHatif:
         self.thread.start()
         self.hatif = self._submit(start(self.config))
+        # As `hatif serve` does: with the test process's heap in the collector's generations, a full
+        # collection stalls the server's loop long enough for admission control to shed calls.
+        self._thresholds = settle_heap()
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -53,6 +58,8 @@ class RunningHatif:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(5)
         self.loop.close()
+        gc.unfreeze()
+        gc.set_threshold(*self._thresholds)
         shutil.rmtree(self.workdir, ignore_errors=True)
 
     def _submit(self, coro: Any) -> Any:

@@ -10,6 +10,7 @@ import sys
 import types
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -257,3 +258,115 @@ tenants:
     assert done.returncode == 1, done.stderr
     assert "cannot start" in done.stderr and "cannot reach NATS at nats://127.0.0.1:9" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+# -- hatif user ---------------------------------------------------------------------------------------------
+
+
+def user_config(tmp_path: Path, api: int | None = None, sip: int = 5062, tenants: tuple[str, ...] = ("acme",)) -> Path:
+    listen = f"api: {{listen: '127.0.0.1:{api}'}}\n" if api is not None else ""
+    blocks = "".join(f"  - name: {t}\n    users:\n      - {{username: '1001', password: amira-secret-1}}\n"
+                     for t in tenants)
+    return write(tmp_path, f"sip:\n  listen: ['udp:127.0.0.1:{sip}']\nstore:\n  path: {tmp_path / 'var' / 'hatif.db'}\n"
+                           f"voicemail:\n  folder: {tmp_path / 'var' / 'voicemail'}\n{listen}tenants:\n{blocks}")
+
+
+class Stdin(io.StringIO):
+    """A piped standard input (not a terminal)."""
+
+    def isatty(self) -> bool:
+        return False
+
+
+def user(args: list[str], monkeypatch: pytest.MonkeyPatch, password: str = "correct horse battery\n") -> int:
+    monkeypatch.setattr(sys, "stdin", Stdin(password))
+    return cli.main(["user", *args])
+
+
+def test_user_add_and_list(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                           capsys: pytest.CaptureFixture[str]) -> None:
+    config = str(user_config(tmp_path))
+    assert user(["add", "ann", "--role", "administrator", "--config", config], monkeypatch) == 0
+    assert capsys.readouterr().out == "added administrator 'ann' to tenant 'acme' (user 1)\n"
+    assert user(["add", "root", "--role", "owner", "--config", config], monkeypatch) == 0
+    assert "to tenant '*'" in capsys.readouterr().out
+    assert user(["list", "--config", config], monkeypatch) == 0
+    assert capsys.readouterr().out == "1\tann\tadministrator\n"
+    assert user(["list", "--tenant", "*", "--config", config], monkeypatch) == 0
+    assert capsys.readouterr().out == "2\troot\towner\n"
+
+
+@pytest.mark.parametrize(("args", "password", "message"), [
+    (["add", "ann", "--role", "administrator"], "correct horse battery\n",
+     "a user named 'ann' already exists in tenant 'acme'"),
+    (["add", "bob", "--role", "agent"], "short\n", "the password is too short: at least 10 characters are needed"),
+    (["add", "bob", "--role", "agent"], "\n", "the password is empty"),
+    (["add", " bob", "--role", "agent"], "correct horse battery\n",
+     "a user name is 1 to 200 printable characters without surrounding white space"),
+    (["add", "bob", "--role", "boss"], "correct horse battery\n",
+     "unknown role 'boss'; one of agent, supervisor, administrator, owner"),
+    (["add", "bob", "--role", "agent", "--tenant", "globex"], "correct horse battery\n",
+     "no tenant 'globex'; the configured tenants are acme"),
+])
+def test_user_add_refusals_are_one_line_and_exit_1(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                   capsys: pytest.CaptureFixture[str], args: list[str],
+                                                   password: str, message: str) -> None:
+    config = str(user_config(tmp_path))
+    assert user(["add", "ann", "--role", "administrator", "--config", config], monkeypatch) == 0
+    capsys.readouterr()
+    assert user([*args, "--config", config], monkeypatch, password) == 1
+    out, err = capsys.readouterr()
+    assert (out, err) == ("", f"hatif user add: {message}\n")
+
+
+def test_user_add_asks_for_the_tenant_when_there_are_several(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    config = str(user_config(tmp_path, tenants=("acme", "globex")))
+    assert user(["add", "ann", "--role", "agent", "--config", config], monkeypatch) == 1
+    assert capsys.readouterr().err == ("hatif user add: name the tenant with --tenant: this configuration has "
+                                       "acme, globex\n")
+
+
+def test_a_password_from_a_pipe_keeps_its_spaces_and_loses_its_line_end() -> None:
+    assert cli.read_password(Stdin("  spaced out pass \r\n")) == "  spaced out pass "
+
+
+def test_a_password_from_a_terminal_is_asked_twice_without_echo(monkeypatch: pytest.MonkeyPatch) -> None:
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    answers = iter(["correct horse battery", "correct horse battery", "one", "two"])
+    monkeypatch.setattr(cli.getpass, "getpass", lambda prompt: next(answers))
+    assert cli.read_password(Tty()) == "correct horse battery"
+    with pytest.raises(cli.UserCommandRefused, match="the two passwords differ"):
+        cli.read_password(Tty())
+
+
+def test_a_user_added_by_the_command_line_signs_in_to_hatif_serve(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, free_port: Any) -> None:
+    """`hatif user add`, then the real server (`hatif.app.start`, as `hatif serve` runs it) on the same store:
+    the administrator signs in over HTTP and adds an agent with its CSRF token."""
+    import httpx
+
+    from hatif_server import RunningHatif
+
+    config = user_config(tmp_path, api=free_port(udp=False), sip=free_port(tcp=False))
+    assert user(["add", "ann", "--role", "administrator", "--config", str(config)], monkeypatch) == 0
+    with RunningHatif(config.read_text()) as running:
+        port = running.h.api_port
+        assert port is not None
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+            refused = client.post("/api/v1/session", json={"tenant": "acme", "name": "ann", "password": "wrong!"})
+            assert refused.status_code == 401
+            r = client.post("/api/v1/session", json={"tenant": "acme", "name": "ann",
+                                                     "password": "correct horse battery"})
+            assert r.status_code == 200 and r.json()["user"]["role"] == "administrator"
+            assert "httponly" in r.headers["set-cookie"].lower()
+            csrf = r.json()["csrf_token"]
+            body = {"name": "amal", "role": "agent", "password": "another long one"}
+            assert client.post("/api/v1/users", json=body).status_code == 403
+            assert client.post("/api/v1/users", json=body, headers={"X-CSRF-Token": csrf}).status_code == 201
+            audit = client.get("/api/v1/audit").json()
+            assert [(e["action"], e["actor"], e["address"]) for e in audit] == [
+                ("user.added", "ann", "127.0.0.1"), ("user.added", "command line", "local")]

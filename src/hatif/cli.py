@@ -1,6 +1,7 @@
-"""The `hatif` command: `serve`, `demo`, `simulate`, `check-config` and `--version`.
+"""The `hatif` command: `serve`, `demo`, `simulate`, `check-config`, `user add|list` and `--version`.
 
-Exit codes: 0 success, 1 the server could not start (for instance a port in use), 2 a usage or
+Exit codes: 0 success, 1 the server could not start (for instance a port in use) or `hatif user` refused (a
+bad name, a weak password, a name taken, an unknown role or tenant: one line on standard error), 2 a usage or
 configuration error (each problem written to standard error as `file:line: field: reason`), 130 stopped
 by Ctrl-C. Command output goes to standard output and diagnostics to standard error; the running server
 reports through `hatif.log`.
@@ -9,11 +10,12 @@ reports through `hatif.log`.
 from __future__ import annotations
 
 import argparse
+import getpass
 import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TextIO
 
 from . import __version__
 from .config import Config, ConfigError, ListenAddress, load_config, parse_host_port
@@ -58,6 +60,18 @@ def build_parser() -> argparse.ArgumentParser:
     check = verbs.add_parser("check-config", help="validate a configuration file and summarise it")
     check.add_argument("file", metavar="FILE", type=Path)
     sim_cli.add_parser(verbs)
+    user = verbs.add_parser("user", help="add and list the people who sign in to the web API")
+    user_verbs = user.add_subparsers(dest="user_verb", metavar="ACTION", required=True)
+    add = user_verbs.add_parser("add", help="add a user; the password is read from standard input")
+    add.add_argument("name", metavar="NAME")
+    add.add_argument("--role", required=True, metavar="ROLE",
+                     help="agent, supervisor, administrator, or owner (of the platform: every tenant)")
+    listing = user_verbs.add_parser("list", help="list the users of a tenant")
+    for sub in (add, listing):
+        sub.add_argument("--tenant", metavar="T",
+                         help="the tenant (default: the configuration's only one; * for owners)")
+        sub.add_argument("--config", metavar="FILE", type=Path,
+                         help="the YAML configuration naming the store (default: the store at var/hatif.db)")
     return parser
 
 
@@ -71,6 +85,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return check_config(args.file)
     if args.verb == "simulate":
         return sim_cli.run(args)
+    if args.verb == "user":
+        return user_command(args)
     if args.verb == "serve":
         return serve(args.config, args.sip, args.log_format, args.log_level)
     if args.verb == "demo":
@@ -109,6 +125,72 @@ def check_config(path: Path) -> int:
     if demo:
         lines.append(f"  warning: demo password in use by {', '.join(demo)}")
     sys.stdout.write("\n".join(lines) + "\n")
+    return 0
+
+
+def read_password(stdin: TextIO | None = None) -> str:
+    """The new user's password: asked twice without echo on a terminal, else the first line of standard input
+    (`printf '%s\\n' "$PASSWORD" | hatif user add ...`), without its line ending."""
+    stdin = stdin or sys.stdin
+    if stdin.isatty():
+        first = getpass.getpass("password: ")
+        if getpass.getpass("again: ") != first:
+            raise UserCommandRefused("the two passwords differ")
+        return first
+    return stdin.readline().rstrip("\r\n")
+
+
+class UserCommandRefused(HatifError):
+    """`hatif user` cannot do what was asked; the message is the one line written to standard error."""
+
+
+def _user_tenant(args: argparse.Namespace, config: Config | None) -> str:
+    from .people import PLATFORM, Role
+
+    if args.tenant is not None:
+        return str(args.tenant)
+    if getattr(args, "role", None) == Role.OWNER.value:
+        return PLATFORM
+    if config is None:
+        return "default"
+    if len(config.tenants) == 1:
+        return config.tenants[0].name
+    raise UserCommandRefused(f"name the tenant with --tenant: this configuration has "
+                       f"{', '.join(t.name for t in config.tenants)}")
+
+
+def user_command(args: argparse.Namespace) -> int:
+    """`hatif user add NAME --role R` and `hatif user list`, on the store the configuration names."""
+    from .people import PeopleService, PeopleStore  # argon2 and SQLAlchemy: only `hatif user` pays for them
+    from .store.db import Store
+
+    verb = f"hatif user {args.user_verb}"
+    config: Config | None = None
+    if args.config is not None:
+        config = _load(args.config)
+        if config is None:
+            return 2
+    try:
+        tenant = _user_tenant(args, config)
+        tenants = None if config is None else [t.name for t in config.tenants]
+        store = Store(config.store.url, path=config.store.path) if config is not None else Store()
+        try:
+            store.migrate()
+            people = PeopleService(PeopleStore(store.engine), tenants=tenants)
+            if args.user_verb == "add":
+                password = read_password()
+                person = people.add_user(tenant, args.name, args.role, password)
+                sys.stdout.write(f"added {person.role.value} {person.name!r} to tenant {person.tenant!r} "
+                                 f"(user {person.id})\n")
+            else:
+                for person in people.users(tenant):
+                    state = " (disabled)" if person.disabled else ""
+                    sys.stdout.write(f"{person.id}\t{person.name}\t{person.role.value}{state}\n")
+        finally:
+            store.close()
+    except (HatifError, OSError) as e:
+        sys.stderr.write(f"{verb}: {e}\n")
+        return 1
     return 0
 
 

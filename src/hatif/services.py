@@ -3,7 +3,8 @@
 `Services.start` opens the store (SQLite by default, PostgreSQL when configured) and migrates it, writes a CDR
 marked `interrupted` for every call the journal of open calls says was up when the last run died, registers the
 applications the dial plan can reach (`flow:NAME`, `voicemail:MAILBOX`, `app:check-voicemail`), writes each
-call's detail record when it ends, and serves the HTTP API when `api.listen` is set.
+call's detail record when it ends, and serves the HTTP API when `api.listen` is set, with the people of the
+store signing in to it (`hatif.people`).
 
 Persist before acknowledging (SECURITY.md): call control answers a BYE only once `durable()` is done, that is
 once every CDR and queue-log line queued so far is committed.
@@ -35,6 +36,7 @@ from .events import AgentStateRequested
 from .ivr.model import FlowSet
 from .ivr.runner import run_flow
 from .outbox import Outbox
+from .people import PeopleService, PeopleStore
 from .sip.headers import Headers, NameAddr
 from .sip.message import Request
 from .sip.transport import Peer
@@ -150,7 +152,9 @@ class Services:
         if config.api.listen:
             host, port = parse_host_port(config.api.listen)
             tokens = {t.token: t.tenant for t in config.api.tokens}
-            services.api = await serve_api(create_api(store, tokens, events=services.outbox, agents=services.acd),
+            people = PeopleService(PeopleStore(store.engine), tenants=[t.name for t in config.tenants])
+            services.api = await serve_api(create_api(store, tokens, events=services.outbox, people=people,
+                                                      agents=services.acd),
                                            host, port)
             log.info("api listening", extra={"fields": {"url": services.api.url}})
         return services

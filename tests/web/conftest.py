@@ -1,4 +1,5 @@
-"""The API over a real Store (a SQLite file in tmp_path), two tenants with a token each, and WAV files."""
+"""The API over a real Store (a SQLite file in tmp_path), two tenants with a token each, WAV files, and the people
+of both tenants (`world`)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,10 @@ from pathlib import Path
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from people_world import FAST_HASHER, PASSWORD, PEOPLE, World
 
+from hatif.people import PeopleService, PeopleStore
+from hatif.people.credentials import Passwords
 from hatif.store import Store
 from hatif.web import create_api
 
@@ -68,3 +72,23 @@ def acme() -> dict[str, str]:
 def globex() -> dict[str, str]:
     """Headers with the token of tenant `globex`."""
     return {"Authorization": f"Bearer {GLOBEX}"}
+
+
+# -- people ---------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def people(store: Store) -> PeopleService:
+    return PeopleService(PeopleStore(store.engine), Passwords(FAST_HASHER), tenants=["acme", "globex"])
+
+
+@pytest.fixture
+def world(store: Store, people: PeopleService) -> Iterator[World]:
+    users = {name: people.add_user(tenant, name, role, PASSWORD) for tenant, name, role in PEOPLE}
+    tokens = {}
+    for name, user in users.items():
+        issued = people.create_token(user.tenant, user.id, "all", None)
+        assert issued is not None
+        tokens[name] = issued.secret
+    with TestClient(create_api(store, TOKENS, people=people)) as client:
+        yield World(client, people, users, tokens)

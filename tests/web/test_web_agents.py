@@ -7,11 +7,14 @@ from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
+from people_world import FAST_HASHER, PASSWORD, PEOPLE
 
 from hatif.acd import AgentProfile, QueueConfig, Router
 from hatif.acd.model import QueueMembership
 from hatif.acd.ports import AgentView
 from hatif.acd.states import StateRequest, StateRules, apply, check
+from hatif.people import PeopleService, PeopleStore
+from hatif.people.credentials import Passwords
 from hatif.store import Store
 from hatif.web import create_api
 
@@ -117,7 +120,7 @@ def test_setting_states_answers_the_state_applied(agents_client: TestClient, acm
     assert got["state"] == "not_ready" and got["since"].startswith("2026-")
     status, body = put(agents_client, "1001", {"state": "logged_out"})
     assert status == 200 and body["state"] == "logged_out"
-    assert [r.by for r in acme.asked] == ["api"] * 3  # roles: the user behind the token, once web/auth.py says
+    assert [r.by for r in acme.asked] == ["installation token of acme"] * 3
 
 
 def test_wrapup_remaining_is_shown(agents_client: TestClient, acme: RouterPort) -> None:
@@ -174,3 +177,49 @@ def test_an_api_without_acd_has_no_agents(client: TestClient) -> None:
     assert client.get("/api/v1/agents", headers=auth()).json() == []
     assert client.get("/api/v1/agents/1001", headers=auth()).status_code == 404
     assert client.put("/api/v1/agents/1001/state", json={"state": "logged_in"}, headers=auth()).status_code == 404
+
+
+# -- roles: an agent sets its own state, a supervisor anyone's (and that is audited) ---------------------------
+
+
+@pytest.fixture
+def roles(store: Store) -> Iterator[tuple[TestClient, dict[str, dict[str, str]], PeopleService, RouterPort]]:
+    people = PeopleService(PeopleStore(store.engine), Passwords(FAST_HASHER), tenants=["acme", "globex"])
+    headers = {}
+    for tenant, name, role in PEOPLE:
+        user = people.add_user(tenant, name, role, PASSWORD)
+        issued = people.create_token(user.tenant, user.id, "all", None)
+        assert issued is not None
+        headers[name] = {"Authorization": f"Bearer {issued.secret}"}
+    port = RouterPort({"amal": ("sales",), "tara": ("sales",)}, StateRules(("break", "lunch")))
+    globex = RouterPort({"gus": ("help",)}, StateRules())
+    with TestClient(create_api(store, TOKENS, people=people, agents={"acme": port, "globex": globex})) as client:
+        yield client, headers, people, port
+
+
+def test_an_agent_sets_only_its_own_state(roles: tuple[TestClient, dict[str, dict[str, str]], PeopleService,
+                                                       RouterPort]) -> None:
+    client, headers, people, port = roles
+    r = client.put("/api/v1/agents/amal/state", json={"state": "logged_in"}, headers=headers["amal"])
+    assert r.status_code == 200 and r.json()["state"] == "available"
+    r = client.put("/api/v1/agents/tara/state", json={"state": "logged_in"}, headers=headers["amal"])
+    assert r.status_code == 403 and error(r.json()) == ("forbidden", "an agent sets only its own state, "
+                                                                     "not agent 'tara''s")
+    assert client.get("/api/v1/agents/tara", headers=headers["amal"]).json()["state"] == "logged_out"
+    assert [(a.by, a.forced) for a in port.asked] == [("amal", False)]
+    assert all(e.action != "agent.state" for e in people.audit_log("acme"))  # one's own state is no supervision
+
+
+def test_a_supervisor_forces_anyones_state_and_it_is_audited(
+        roles: tuple[TestClient, dict[str, dict[str, str]], PeopleService, RouterPort]) -> None:
+    client, headers, people, port = roles
+    r = client.put("/api/v1/agents/tara/state", json={"state": "not_ready", "reason": "lunch"},
+                   headers=headers["sami"])
+    assert r.status_code == 200 and (r.json()["state"], r.json()["reason"]) == ("not_ready", "lunch")
+    assert port.asked[-1].by == "sami" and port.asked[-1].forced
+    (entry,) = [e for e in people.audit_log("acme") if e.action == "agent.state"]
+    assert (entry.actor, entry.target, entry.detail) == ("sami", "tara", {"state": "not_ready", "reason": "lunch"})
+    # Another tenant's agent, to an administrator of that other tenant: the 404 of an agent that does not exist.
+    r = client.put("/api/v1/agents/tara/state", json={"state": "logged_out"}, headers=headers["gina"])
+    assert r.status_code == 404 and error(r.json()) == ("not_found", "no agent 'tara'")
+    assert client.get("/api/v1/agents", headers=headers["gina"]).json()[0]["agent"] == "gus"

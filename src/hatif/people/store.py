@@ -180,6 +180,12 @@ class PeopleStore:
                                                            SignInFailureRow.at < forget_before))
             session.add(SignInFailureRow(tenant=tenant, name=name, at=now))
 
+    def forget_failures(self, before: datetime) -> int:
+        """Forget every failure older than `before`, of any name: the table holds the last window's only, however
+        many names a guesser sprays."""
+        with self._transaction() as session:
+            return _rowcount(session.execute(delete(SignInFailureRow).where(SignInFailureRow.at < before)))
+
     def clear_failures(self, tenant: str, name: str) -> None:
         with self._transaction() as session:
             session.execute(delete(SignInFailureRow).where(SignInFailureRow.tenant == tenant,

@@ -13,15 +13,21 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
 
 from hatif.acd.ports import AgentStatesPort, AgentView
 from hatif.acd.states import StateRefused, StateRequest, WorkState
-from hatif.web.api import AUTH_RESPONSES, PREFIX, ApiError, TenantDep
+from hatif.people.model import AuditEntry, Principal, Role
+from hatif.people.service import PeopleService
+from hatif.web.auth import PrincipalDep, TenantWithScope, client_address
+from hatif.web.errors import ApiError, not_found
 from hatif.web.schemas import ErrorOut
+
+PREFIX = "/api/v1"
 
 _STATUS = {"unknown_agent": 404, "logged_out": 409, "on_call": 409}
 """HTTP status of a refusal by its code; every other refusal is 422 (the request itself is wrong)."""
@@ -55,19 +61,46 @@ class StateIn(BaseModel):
                                                                        "(all when absent)")
 
 
+TenantDep = Annotated[str, Depends(TenantWithScope(None))]
+
+
 def _agents(request: Request, tenant: TenantDep) -> AgentStatesPort | None:
     ports: Mapping[str, AgentStatesPort] = request.app.state.hatif_agents
     return ports.get(tenant)
 
 
 AgentsDep = Annotated[AgentStatesPort | None, Depends(_agents)]
+AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorOut}, 403: {"model": ErrorOut}, 404: {"model": ErrorOut}}
 STATE_RESPONSES = {**AUTH_RESPONSES, 409: {"model": ErrorOut}, 422: {"model": ErrorOut}}
 
-router = APIRouter(prefix=PREFIX)
+router = APIRouter(prefix=PREFIX, tags=["agents"])
 
 
 def _not_found(name: str) -> ApiError:
-    return ApiError(404, "not_found", f"no agent {name!r}")
+    return not_found(f"agent {name!r}")
+
+
+def _may_set(who: Principal, agent: str) -> bool:
+    """An agent sets only its own state (its user name is its ACD name, the SIP user); a supervisor, an
+    administrator or the platform owner anyone's of the tenant; the tenant's installation token acts for the
+    tenant's systems (a wallboard, a workforce tool) and may too."""
+    if who.user is None:
+        return True
+    return who.user.role is not Role.AGENT or who.user.name == agent
+
+
+async def _audit(request: Request, who: Principal, tenant: str, agent: str, body: StateIn) -> None:
+    """SECURITY.md: a supervisory action (forcing another's state) is written to the audit log."""
+    people: PeopleService | None = getattr(request.app.state, "hatif_people", None)
+    if people is None:
+        return
+    detail = {k: v for k, v in (("state", body.state), ("reason", body.reason)) if v is not None}
+    if body.queues is not None:
+        detail["queues"] = ",".join(body.queues)
+    entry = AuditEntry(tenant, datetime.now(UTC), who.user.id if who.user is not None else None, who.label,
+                       "agent.state", agent, client_address(request), detail)
+    await run_in_threadpool(people.audit, entry)
 
 
 @router.get("/agents", responses=AUTH_RESPONSES)
@@ -87,21 +120,23 @@ async def get_agent(name: str, agents: AgentsDep) -> AgentOut:
 
 
 @router.put("/agents/{name}/state", responses=STATE_RESPONSES)
-async def set_agent_state(name: str, body: StateIn, agents: AgentsDep) -> AgentOut:
+async def set_agent_state(name: str, body: StateIn, request: Request, who: PrincipalDep, tenant: TenantDep,
+                          agents: AgentsDep) -> AgentOut:
     """Ask for the agent's work state; the answer is its state once applied (not_ready during a call shows as
-    `pending_reason` until the call is over)."""
+    `pending_reason` until the call is over). An agent may set only its own; a supervisor anyone's."""
     if agents is None or agents.view(name) is None:
         raise _not_found(name)
-    # roles: once web/auth.py names the user behind the token, `by` is that user, and the check goes here: an
-    # agent may set only its own state (by == name), a supervisor or administrator anyone's in the tenant (else
-    # 403). Until then a tenant's token is its supervisor.
-    by = "api"
-    request = StateRequest(name, WorkState(body.state), by, body.reason,
-                           tuple(body.queues) if body.queues is not None else None)
+    if not _may_set(who, name):
+        raise ApiError(403, "forbidden", f"an agent sets only its own state, not agent {name!r}'s")
+    by = who.user.name if who.user is not None and who.user.tenant == tenant else who.label
+    asked = StateRequest(name, WorkState(body.state), by, body.reason,
+                         tuple(body.queues) if body.queues is not None else None)
     try:
-        view = await agents.request(request)
+        view = await agents.request(asked)
     except StateRefused as e:
         if e.code == "unknown_agent":
             raise _not_found(name) from None
         raise ApiError(_STATUS.get(e.code, 422), e.code, e.message) from None
+    if asked.forced:
+        await _audit(request, who, tenant, name, body)
     return AgentOut.of(view)

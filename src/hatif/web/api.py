@@ -1,9 +1,10 @@
 """Hatif's HTTP API, version 1: call detail records, voicemail (listened to, marked, deleted) and the queue log.
 
-`create_api(store, tokens)` builds the FastAPI application. Every route but `/api/v1/health` needs
-`Authorization: Bearer <token>`; the token names the tenant, and every route answers from that tenant's records
-only: an id of another tenant gets the same 404 as an id that never existed (SECURITY.md). Handlers are thin:
-they call the store in a worker thread (it is synchronous) and shape its dataclasses into JSON.
+`create_api(store, tokens, people=...)` builds the FastAPI application. Every route but `/api/v1/health` needs a
+principal (`hatif.web.auth`: a bearer token, or a session cookie with its CSRF token) holding the route's scope;
+the principal names the tenant, and every route answers from that tenant's records only: an id of another tenant
+gets the same 404 as an id that never existed (SECURITY.md). Handlers are thin: they call the store in a worker
+thread (it is synchronous) and shape its dataclasses into JSON.
 
 Errors have one shape, `{"error": {"code": ..., "message": ...}}`, with a stable code for programs and a
 sentence for people; a bad query parameter is 422 `invalid_request` naming the parameter (FastAPI's own list of
@@ -28,35 +29,25 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hatif.acd.ports import AgentStatesPort
+from hatif.errors import PeopleError
+from hatif.people.model import Scope
+from hatif.people.service import PeopleService
 from hatif.store.db import StoreError
 from hatif.store.records import RecordStore, VoicemailMessage
-from hatif.web.auth import TokenAuth
+from hatif.web.agents import router as agents_router
+from hatif.web.auth import TenantWithScope, TokenAuth
+from hatif.web.errors import ApiError
 from hatif.web.live import EventSource
 from hatif.web.live import router as live_router
+from hatif.web.people import people_error
+from hatif.web.people import router as people_router
 from hatif.web.schemas import CallOut, ErrorOut, HeardIn, QueueEventOut, VoicemailOut
-
-from ..errors import WebError
 
 log = logging.getLogger(__name__)
 
 PREFIX = "/api/v1"
 MAX_CALLS = 1000
 MAX_QUEUE_EVENTS = 10000
-
-
-class ApiError(WebError):
-    """An answer other than success: HTTP status, stable code, sentence."""
-
-    def __init__(self, status: int, code: str, message: str, headers: Mapping[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.headers = dict(headers or {})
-
-
-UNAUTHORIZED = ApiError(401, "unauthorized", "a valid API token is required: Authorization: Bearer <token>",
-                        {"WWW-Authenticate": 'Bearer realm="hatif"'})
 
 
 def _error(status: int, code: str, message: str, headers: Mapping[str, str] | None = None,
@@ -73,17 +64,14 @@ def _store(request: Request) -> RecordStore:
     return store
 
 
-def _tenant(request: Request) -> str:
-    auth: TokenAuth = request.app.state.hatif_auth
-    tenant = auth.tenant_of(request.headers.get("authorization"))
-    if tenant is None:
-        raise UNAUTHORIZED
-    return tenant
-
-
 StoreDep = Annotated[RecordStore, Depends(_store)]
-TenantDep = Annotated[str, Depends(_tenant)]
-AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {401: {"model": ErrorOut}, 404: {"model": ErrorOut}}
+TenantDep = Annotated[str, Depends(TenantWithScope(None))]
+"""The acting tenant of any valid principal; a route that reads or changes something asks for its scope."""
+CallsTenant = Annotated[str, Depends(TenantWithScope(Scope.CALLS_READ))]
+VoicemailTenant = Annotated[str, Depends(TenantWithScope(Scope.VOICEMAIL_READ))]
+VoicemailWriter = Annotated[str, Depends(TenantWithScope(Scope.VOICEMAIL_WRITE))]
+AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorOut}, 403: {"model": ErrorOut}, 404: {"model": ErrorOut}}
 
 
 def _utc(value: datetime | None) -> datetime | None:
@@ -106,7 +94,7 @@ async def health() -> dict[str, str]:
 
 @router.get("/calls", responses=AUTH_RESPONSES)
 async def list_calls(
-    tenant: TenantDep, store: StoreDep,
+    tenant: CallsTenant, store: StoreDep,
     limit: Annotated[int, Query(ge=1, le=MAX_CALLS, description="at most this many, newest first")] = 100,
     since: Annotated[datetime | None, Query(description="started at or after (ISO 8601; UTC if no zone)")] = None,
 ) -> list[CallOut]:
@@ -115,7 +103,7 @@ async def list_calls(
 
 
 @router.get("/calls/{call_id}", responses=AUTH_RESPONSES)
-async def get_call(call_id: str, tenant: TenantDep, store: StoreDep) -> CallOut:
+async def get_call(call_id: str, tenant: CallsTenant, store: StoreDep) -> CallOut:
     call = await run_in_threadpool(store.call, tenant, call_id)
     if call is None:
         raise ApiError(404, "not_found", f"no call {call_id!r}")
@@ -139,7 +127,7 @@ def _voicemail_out(request: Request, message: VoicemailMessage) -> VoicemailOut:
 
 @router.get("/voicemail/{mailbox}", responses=AUTH_RESPONSES)
 async def list_voicemail(
-    mailbox: str, request: Request, tenant: TenantDep, store: StoreDep,
+    mailbox: str, request: Request, tenant: VoicemailTenant, store: StoreDep,
     new: Annotated[bool, Query(description="only messages not yet heard")] = False,
 ) -> list[VoicemailOut]:
     messages = await run_in_threadpool(store.voicemails, tenant, mailbox, new_only=new)
@@ -148,7 +136,7 @@ async def list_voicemail(
 
 @router.get("/voicemail/{mailbox}/{message_id}", responses=AUTH_RESPONSES)
 async def get_voicemail(
-    mailbox: str, message_id: int, request: Request, tenant: TenantDep, store: StoreDep
+    mailbox: str, message_id: int, request: Request, tenant: VoicemailTenant, store: StoreDep
 ) -> VoicemailOut:
     return _voicemail_out(request, await _message(store, tenant, mailbox, message_id))
 
@@ -157,7 +145,7 @@ async def get_voicemail(
     "/voicemail/{mailbox}/{message_id}/audio", name="voicemail_audio", response_class=FileResponse,
     responses={**AUTH_RESPONSES, 200: {"content": {"audio/wav": {}}, "description": "the message as WAV"}},
 )
-async def voicemail_audio(mailbox: str, message_id: int, tenant: TenantDep, store: StoreDep) -> FileResponse:
+async def voicemail_audio(mailbox: str, message_id: int, tenant: VoicemailTenant, store: StoreDep) -> FileResponse:
     message = await _message(store, tenant, mailbox, message_id)
     stat = await run_in_threadpool(_stat_file, message.path)
     if stat is None:
@@ -170,7 +158,7 @@ async def voicemail_audio(mailbox: str, message_id: int, tenant: TenantDep, stor
 
 @router.post("/voicemail/{mailbox}/{message_id}/heard", responses=AUTH_RESPONSES)
 async def mark_heard(
-    mailbox: str, message_id: int, body: HeardIn, request: Request, tenant: TenantDep, store: StoreDep
+    mailbox: str, message_id: int, body: HeardIn, request: Request, tenant: VoicemailWriter, store: StoreDep
 ) -> VoicemailOut:
     message = await _message(store, tenant, mailbox, message_id)
     if not await run_in_threadpool(store.mark_heard, tenant, message_id, body.heard):
@@ -181,7 +169,7 @@ async def mark_heard(
 
 
 @router.delete("/voicemail/{mailbox}/{message_id}", status_code=204, responses=AUTH_RESPONSES)
-async def delete_voicemail(mailbox: str, message_id: int, tenant: TenantDep, store: StoreDep) -> Response:
+async def delete_voicemail(mailbox: str, message_id: int, tenant: VoicemailWriter, store: StoreDep) -> Response:
     """Deletes the record, then the file: a failure in between leaves an unlisted file, never a listed message
     whose audio is gone."""
     message = await _message(store, tenant, mailbox, message_id)
@@ -198,7 +186,7 @@ async def delete_voicemail(mailbox: str, message_id: int, tenant: TenantDep, sto
 
 @router.get("/queue-log", responses=AUTH_RESPONSES)
 async def queue_log(
-    tenant: TenantDep, store: StoreDep,
+    tenant: CallsTenant, store: StoreDep,
     queue: Annotated[str | None, Query(description="only this queue")] = None,
     call_id: Annotated[str | None, Query(description="only this call")] = None,
     since: Annotated[datetime | None, Query(description="at or after (ISO 8601; UTC if no zone)")] = None,
@@ -252,11 +240,12 @@ async def _store_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 def create_api(store: RecordStore, tokens: Mapping[str, str], events: EventSource | None = None,
-               live_limit: int = 1000, agents: Mapping[str, AgentStatesPort] | None = None) -> FastAPI:
-    """The HTTP API over `store`; `tokens` maps each API token to its tenant; `events` feeds the WebSocket at
-    /api/v1/events, whose clients are dropped when `live_limit` events wait for them; `agents` are the ACDs
-    (by tenant) whose agents /api/v1/agents reads and sets."""
-    from hatif.web.agents import router as agents_router  # here: web.agents builds on this module's errors
+               live_limit: int = 1000, people: PeopleService | None = None,
+               agents: Mapping[str, AgentStatesPort] | None = None) -> FastAPI:
+    """The HTTP API over `store`; `tokens` maps each installation API token to its tenant; `events` feeds the
+    WebSocket at /api/v1/events, whose clients are dropped when `live_limit` events wait for them; `people`
+    adds signing in, users, their tokens and the audit log (`hatif.web.people`); `agents` are the ACDs (by
+    tenant) whose agents /api/v1/agents reads and sets (`hatif.web.agents`)."""
     app = FastAPI(
         title="Hatif", version="1", openapi_url=f"{PREFIX}/openapi.json", docs_url=None, redoc_url=None,
         description="Hatif's HTTP API: call detail records, voicemail, the queue log and agent states, per tenant.",
@@ -265,10 +254,14 @@ def create_api(store: RecordStore, tokens: Mapping[str, str], events: EventSourc
     app.state.hatif_auth = TokenAuth(tokens)
     app.state.hatif_events = events
     app.state.hatif_live_limit = live_limit
+    app.state.hatif_people = people
     app.state.hatif_agents = dict(agents or {})
     app.include_router(router)
     app.include_router(live_router)
     app.include_router(agents_router)
+    if people is not None:
+        app.include_router(people_router)
+        app.add_exception_handler(PeopleError, people_error)
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(RequestValidationError, _invalid)
     app.add_exception_handler(StarletteHTTPException, _http_error)

@@ -1,7 +1,7 @@
 """The live event feed: a WebSocket at `/api/v1/events` sending a client its tenant's events as they happen.
 
     ws://HOST/api/v1/events?streams=calls,queues&after=calls:120,queues:7
-    Authorization: Bearer <token>
+    Authorization: Bearer <token>            (or the session cookie of a page of this site)
 
 Each message is one event as JSON (`Event.to_dict()`: name, schema, seq, tenant, at, fields), each stream in
 order. `after` resumes: the events of a stream numbered above the given number come first (from the bus's
@@ -10,9 +10,11 @@ history, else the store's log), so a client that reconnects with the last number
 
 A client that does not keep up (`limit` events waiting for it) is closed with code 4008 and the reason
 (`slow consumer: ...`); it reconnects from its last numbers. Its slowness stays in its own task: the bus hands
-it events without waiting, so a call never waits for a browser. Without a valid token the socket is closed with
-code 4401; a bad `streams` or `after` with code 4400 and what is wrong. Tokens are per tenant today: every
-holder sees all of its tenant's events (per-user roles come with issue 11's people).
+it events without waiting, so a call never waits for a browser. Without a valid token or session the socket is
+closed with code 4401; without the scope `events:read` (agents, for now), or with a session cookie sent by a
+page of another site (`Origin`: a browser cannot add a CSRF header to a WebSocket), with 4403; a bad `streams`
+or `after` with code 4400 and what is wrong. A holder sees all of its tenant's events; a platform owner names
+the tenant with `?tenant=`.
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 from ..bus import Bus, Dropped, accepting
 from ..errors import WebError
 from ..events import STREAMS, Event
-from .auth import TokenAuth
+from ..people.model import PLATFORM, Scope
+from .auth import authenticate, same_origin
 
 log = logging.getLogger(__name__)
 
@@ -75,14 +78,20 @@ def parse_after(text: str | None) -> dict[str, int]:
 
 @router.websocket("/api/v1/events")
 async def events(ws: WebSocket) -> None:
-    auth: TokenAuth = ws.app.state.hatif_auth
     source: EventSource | None = ws.app.state.hatif_events
     limit: int = ws.app.state.hatif_live_limit
     await ws.accept()
-    tenant = auth.tenant_of(ws.headers.get("authorization"))
-    if tenant is None:
+    who = await authenticate(ws)
+    if who is None:
         await ws.close(code=4401, reason="a valid bearer token is required")
         return
+    if who.via == "session" and not same_origin(ws):
+        await ws.close(code=4403, reason="a session's feed is opened by a page of this site only")
+        return
+    if Scope.EVENTS_READ not in who.scopes:
+        await ws.close(code=4403, reason=f"this needs the scope {Scope.EVENTS_READ.value}")
+        return
+    tenant = (ws.query_params.get("tenant") or PLATFORM) if who.owner else who.tenant
     if source is None:
         await ws.close(code=1013, reason="this server has no event feed")
         return
