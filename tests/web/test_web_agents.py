@@ -4,9 +4,12 @@ per tenant, setting them, and every refused request with its status and error co
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from people_world import FAST_HASHER, PASSWORD, PEOPLE
 
 from hatif.acd import AgentProfile, QueueConfig, Router
@@ -223,3 +226,32 @@ def test_a_supervisor_forces_anyones_state_and_it_is_audited(
     r = client.put("/api/v1/agents/tara/state", json={"state": "logged_out"}, headers=headers["gina"])
     assert r.status_code == 404 and error(r.json()) == ("not_found", "no agent 'tara'")
     assert client.get("/api/v1/agents", headers=headers["gina"]).json()[0]["agent"] == "gus"
+
+
+def test_the_openapi_schema_gives_every_refusal_the_error_shape(agents_client: TestClient) -> None:
+    paths = agents_client.get("/api/v1/openapi.json").json()["paths"]
+    for path, method, statuses in [("/api/v1/agents", "get", ("401", "403", "404", "422")),
+                                   ("/api/v1/agents/{name}", "get", ("401", "403", "404", "422")),
+                                   ("/api/v1/agents/{name}/state", "put", ("401", "403", "404", "409", "422"))]:
+        responses = paths[path][method]["responses"]
+        for status in statuses:
+            assert responses[status]["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorOut"), (
+                path, status)
+
+
+JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=30),
+                    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+                    max_leaves=6)
+FIELDS = st.sampled_from(["state", "reason", "queues", "by"])
+STATES = st.sampled_from(["logged_in", "available", "not_ready", "logged_out", "on_call", ""])
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=st.dictionaries(FIELDS, JSON | STATES | st.lists(st.sampled_from(["sales", "support", "x"])),
+                            max_size=4) | JSON)
+def test_any_body_gets_an_answer_in_the_error_shape_never_a_server_error(agents_client: TestClient,
+                                                                        body: Any) -> None:
+    r = agents_client.put("/api/v1/agents/1001/state", json=body, headers=auth())
+    assert r.status_code in {200, 409, 422}, (body, r.text)
+    if r.status_code >= 400:
+        error(r.json())

@@ -71,8 +71,8 @@ def _agents(request: Request, tenant: TenantDep) -> AgentStatesPort | None:
 
 AgentsDep = Annotated[AgentStatesPort | None, Depends(_agents)]
 AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
-    401: {"model": ErrorOut}, 403: {"model": ErrorOut}, 404: {"model": ErrorOut}}
-STATE_RESPONSES = {**AUTH_RESPONSES, 409: {"model": ErrorOut}, 422: {"model": ErrorOut}}
+    401: {"model": ErrorOut}, 403: {"model": ErrorOut}, 404: {"model": ErrorOut}, 422: {"model": ErrorOut}}
+STATE_RESPONSES = {**AUTH_RESPONSES, 409: {"model": ErrorOut}}
 
 router = APIRouter(prefix=PREFIX, tags=["agents"])
 
