@@ -22,14 +22,17 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from .acd import model as acd_model
 from .acd import prompts as acd_prompts
 from .acd.service import AcdService
+from .acd.states import StateRefused, StateRequest, StateRules, WorkState
 from .broker import NatsRelay
-from .bus import Bus
+from .bus import Bus, Gap, accepting
 from .calls.api import CallEvent, Channel, Hangup, Outcome
 from .calls.call import Call
 from .calls.control import CallControl
 from .config import Config, Tenant, parse_host_port
+from .events import AgentStateRequested
 from .ivr.model import FlowSet
 from .ivr.runner import run_flow
 from .outbox import Outbox
@@ -39,7 +42,7 @@ from .sip.message import Request
 from .sip.transport import Peer
 from .sip.uri import URI
 from .store.batch import BatchWriter
-from .store.db import Store
+from .store.db import Store, StoreError
 from .store.eventlog import EventLog
 from .store.journal import CallJournal, OpenCall, repair_wav
 from .store.records import CallRecord, LegRecord
@@ -50,6 +53,9 @@ from .web.api import create_api
 from .web.server import ApiServer, serve_api
 
 log = logging.getLogger(__name__)
+
+AGENT_REPLAY = 10_000
+"""How far back in the `agents` stream (events of every tenant) a starting node looks for agent state requests."""
 
 
 class MwiNotifier:
@@ -99,6 +105,7 @@ class Services:
     bus: Bus = field(default_factory=Bus)
     outbox: Outbox | None = None  # the store's event log in front of `bus`
     relay: NatsRelay | None = None  # the other processes' events, when `bus.url` is set
+    node: str = field(default_factory=lambda: secrets.token_hex(6))  # this process, as the origin of requests
     _syncer: asyncio.Task[None] | None = None
 
     @classmethod
@@ -134,17 +141,20 @@ class Services:
         control.register_app("agent", services._agent)
         for t in config.tenants:
             if t.queues:
+                rules = StateRules(t.not_ready_reasons, t.require_reason, t.missed_in_a_row)
                 acd = AcdService(control, t.name, t.queues, t.agents, store=store, voicemail=services.leave_voicemail,
-                                 vip=_on_list(t), reasons=t.not_ready_reasons, linger=config.store.linger,
-                                 spill=spill.append)
-                acd.listeners.append(services._router_publisher(t.name))
+                                 vip=_on_list(t), linger=config.store.linger, spill=spill.append, rules=rules,
+                                 publish=services.outbox.emit, node=services.node)
+                acd.listeners.append(services._router_publisher(acd))
                 acd.start()
+                await services._follow_agent_states(acd)
                 services.acd[t.name] = acd
         if config.api.listen:
             host, port = parse_host_port(config.api.listen)
             tokens = {t.token: t.tenant for t in config.api.tokens}
             people = PeopleService(PeopleStore(store.engine), tenants=[t.name for t in config.tenants])
-            services.api = await serve_api(create_api(store, tokens, events=services.outbox, people=people),
+            services.api = await serve_api(create_api(store, tokens, events=services.outbox, people=people,
+                                                      agents=services.acd),
                                            host, port)
             log.info("api listening", extra={"fields": {"url": services.api.url}})
         return services
@@ -201,12 +211,37 @@ class Services:
         if typed is not None:
             self.outbox.emit(typed)
 
-    def _router_publisher(self, tenant: str) -> Callable[[Any, float], None]:
+    def _router_publisher(self, acd: AcdService) -> Callable[[Any, float], None]:
         def publish(event: Any, wall0: float) -> None:
             assert self.outbox is not None
-            for typed in router_events(tenant, event, wall0):
+            wrapup: tuple[str, float | None] | None = None
+            queues: tuple[str, ...] = ()
+            if isinstance(event, acd_model.AgentStateChanged):
+                status = acd.router.agent_status(event.agent)  # wrap-up and queues are the router's, right now
+                queues = status.queues if event.old is acd_model.AgentState.LOGGED_OUT else ()
+                if event.new is acd_model.AgentState.AFTER_CALL_WORK and status.wrapup_queue is not None:
+                    seconds = status.wrapup_until - event.at if status.wrapup_until is not None else None
+                    wrapup = (status.wrapup_queue, seconds)
+            for typed in router_events(acd.tenant, event, wall0, by=acd.by, wrapup=wrapup, queues=queues):
                 self.outbox.emit(typed)
         return publish
+
+    async def _follow_agent_states(self, acd: AcdService) -> None:
+        """A starting node takes up the agent states the running ones agreed on: it replays the tenant's requests
+        among the last `AGENT_REPLAY` events of the `agents` stream, then applies each new one from the bus."""
+        assert self.outbox is not None
+        seq = max(0, self.outbox.last("agents") - AGENT_REPLAY)
+        for _ in range(AGENT_REPLAY // 1000 + 100):  # bounded: pages of 1,000, and what arrives meanwhile
+            page = await self.outbox.since("agents", seq, limit=1000, tenant=acd.tenant)
+            if not page:
+                break
+            acd.replay(page)
+            seq = page[-1].seq
+        try:
+            acd.replay(self.bus.since("agents", seq))  # delivered since the last read; no await until listening
+        except Gap:
+            log.warning("agent states replayed only in part", extra={"fields": {"tenant": acd.tenant, "after": seq}})
+        self.bus.listen(acd.on_event, accepting(["agents"], tenant=acd.tenant, types=(AgentStateRequested,)))
 
     def durable(self) -> asyncio.Future[None]:
         """Done once every CDR and queue-log line queued so far is committed (or spilled): what a BYE's 200
@@ -326,15 +361,19 @@ class Services:
             await call.say(acd_prompts.text("not_an_agent", call.language))
             return
         action, _, reason = verb.partition(":")
-        if action == "login":
-            ok, key = acd.login(user), "agent_login"
-        elif action == "logout":
-            ok, key = acd.logout(user), "agent_logout"
-        elif action == "ready":
-            ok, key = acd.set_ready(user), "agent_ready"
-        elif action == "pause":
-            reason = reason or (acd.reasons[0] if acd.reasons else "break")
-            ok, key = acd.set_not_ready(user, reason), "agent_pause"
+        wanted = {"login": WorkState.LOGGED_IN, "logout": WorkState.LOGGED_OUT, "ready": WorkState.AVAILABLE,
+                  "pause": WorkState.NOT_READY}.get(action)
+        if wanted is not None:
+            # The same path as the API's: an event every node applies (the feature code works on any node).
+            key = {"login": "agent_login", "logout": "agent_logout", "ready": "agent_ready",
+                   "pause": "agent_pause"}[action]
+            try:
+                view = await acd.request(StateRequest(user, wanted, user, reason or None))
+                ok = True
+                reason = view.reason or reason
+            except (StateRefused, StoreError) as e:
+                log.info("agent feature code refused", extra={"fields": {"agent": user, "why": str(e)}})
+                ok = False
         elif action == "wrapup":
             ok, key = acd.extend_wrapup(user, float(reason or 30)), "agent_wrapup"
         else:

@@ -32,6 +32,7 @@ from .model import (
     LanguageMode,
     MoveToQueue,
     Offer,
+    OfferMissed,
     Overflow,
     OverflowRule,
     PlaceCallback,
@@ -55,7 +56,7 @@ from .model import (
     UnknownQueue,
     WidenSkills,
 )
-from .router import CallPhase, QueueStatus, Router
+from .router import AgentStatus, CallPhase, QueueStatus, Router
 
 __all__ = [
     "AGENT_TRANSITIONS",
@@ -65,6 +66,7 @@ __all__ = [
     "AgentProfile",
     "AgentState",
     "AgentStateChanged",
+    "AgentStatus",
     "AgentTrigger",
     "CallAbandoned",
     "CallAnswered",
@@ -86,6 +88,7 @@ __all__ = [
     "LanguageMode",
     "MoveToQueue",
     "Offer",
+    "OfferMissed",
     "Overflow",
     "OverflowRule",
     "PlaceCallback",

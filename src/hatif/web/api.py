@@ -28,11 +28,13 @@ from fastapi.responses import FileResponse, JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from hatif.acd.ports import AgentStatesPort
 from hatif.errors import PeopleError
 from hatif.people.model import Scope
 from hatif.people.service import PeopleService
 from hatif.store.db import StoreError
 from hatif.store.records import RecordStore, VoicemailMessage
+from hatif.web.agents import router as agents_router
 from hatif.web.auth import TenantWithScope, TokenAuth
 from hatif.web.docs import add_docs
 from hatif.web.errors import ApiError
@@ -239,21 +241,25 @@ async def _store_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 def create_api(store: RecordStore, tokens: Mapping[str, str], events: EventSource | None = None,
-               live_limit: int = 1000, people: PeopleService | None = None) -> FastAPI:
+               live_limit: int = 1000, people: PeopleService | None = None,
+               agents: Mapping[str, AgentStatesPort] | None = None) -> FastAPI:
     """The HTTP API over `store`; `tokens` maps each installation API token to its tenant; `events` feeds the
     WebSocket at /api/v1/events, whose clients are dropped when `live_limit` events wait for them; `people`
-    adds signing in, users, their tokens and the audit log (`hatif.web.people`)."""
+    adds signing in, users, their tokens and the audit log (`hatif.web.people`); `agents` are the ACDs (by
+    tenant) whose agents /api/v1/agents reads and sets (`hatif.web.agents`)."""
     app = FastAPI(
         title="Hatif", version="1", openapi_url=f"{PREFIX}/openapi.json", docs_url=None, redoc_url=None,
-        description="Hatif's HTTP API: call detail records, voicemail and the queue log, per tenant.",
+        description="Hatif's HTTP API: call detail records, voicemail, the queue log and agent states, per tenant.",
     )
     app.state.hatif_store = store
     app.state.hatif_auth = TokenAuth(tokens)
     app.state.hatif_events = events
     app.state.hatif_live_limit = live_limit
     app.state.hatif_people = people
+    app.state.hatif_agents = dict(agents or {})
     app.include_router(router)
     app.include_router(live_router)
+    app.include_router(agents_router)
     if people is not None:
         app.include_router(people_router)
         app.add_exception_handler(PeopleError, people_error)
