@@ -111,7 +111,7 @@ def router_events(tenant: str, e: acd.RouterOutput, wall0: float, *, by: str | N
         if e.new is acd.AgentState.LOGGED_OUT:
             out.append(ev.AgentLoggedOut(tenant=tenant, at=at, agent=e.agent, queues=queues))
         return out
-    if isinstance(e, acd.OfferMissed):
+    if isinstance(e, acd.MissedInARow):
         return [ev.OfferMissed(tenant=tenant, at=wall0 + e.at, agent=e.agent, queue=e.queue, call_id=e.call_id,
                                in_a_row=e.in_a_row)]
     if not isinstance(e, acd.QueueEvent):

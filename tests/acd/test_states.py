@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from hatif.acd import MISSED, AgentProfile, AgentState, AgentStateChanged, OfferMissed, QueueConfig, Router
+from hatif.acd import MISSED, AgentProfile, AgentState, AgentStateChanged, MissedInARow, QueueConfig, Router
 from hatif.acd.model import Offer, QueueMembership
 from hatif.acd.states import STEPS, StateRefused, StateRequest, StateRules, Step, WorkState, apply, check
 
@@ -146,14 +146,14 @@ def test_missed_offers_in_a_row_make_the_agent_not_ready_at_the_limit() -> None:
     out = r.tick(12.0)
     # The first miss: a1 is available again, after the call went on to a2.
     assert AgentStateChanged("a1", S.RINGING, S.AVAILABLE, MISSED, 12.0) in out
-    assert OfferMissed("a1", "c1", "q", 1, 12.0) in out
+    assert MissedInARow("a1", "c1", "q", 1, 12.0) in out
     assert [o.agents for o in out if isinstance(o, Offer)] == [("a2",)]
     assert r.agent_status("a1").missed_in_a_row == 1
     r.offer_answered("c1", "a2", 13.0)
     r.enqueue("c2", "q", 14.0)  # a1 is the only one free
     out = r.offer_timeout("c2", "a1", 20.0)  # the phone gave up: the second miss in a row
     assert out[0] == AgentStateChanged("a1", S.RINGING, S.NOT_READY, MISSED, 20.0)
-    assert OfferMissed("a1", "c2", "q", 2, 20.0) in out
+    assert MissedInARow("a1", "c2", "q", 2, 20.0) in out
     assert r.agent_status("a1").missed_in_a_row == 0
     r.check_invariants()
 

@@ -57,6 +57,6 @@ def test_agent_changes_carry_who_forced_them_wrapup_and_queues() -> None:
     done = router_events("acme", acd.AgentStateChanged("a1", S.AFTER_CALL_WORK, S.AVAILABLE, "wrapup_done", 7.0),
                          WALL0)
     assert [type(e) for e in done] == [ev.WrapUpEnded, ev.AgentStateChanged]
-    missed = router_events("acme", acd.OfferMissed("a1", "c1", "sales", 2, 3.0), WALL0)
+    missed = router_events("acme", acd.MissedInARow("a1", "c1", "sales", 2, 3.0), WALL0)
     assert missed == [ev.OfferMissed(tenant="acme", at=WALL0 + 3.0, agent="a1", queue="sales", call_id="c1",
                                      in_a_row=2)]

@@ -461,7 +461,7 @@ class CallbackFailed:
 
 
 @dataclass(frozen=True, slots=True)
-class OfferMissed:
+class MissedInARow:
     """`agent` let the offer of `call_id` ring out: the `in_a_row`-th offer missed since it last answered one.
 
     At the router's `missed_limit` the agent is made NOT_READY `MISSED`; below it, AVAILABLE again."""
@@ -476,7 +476,7 @@ class OfferMissed:
 QueueEvent = (CallEntered | CallRejected | CallOffered | CallAnswered | CallAbandoned | CallCompleted
               | CallTransferred | CallOverflowed | CallExited | RequirementsWidened | CallbackRequested
               | CallbackMade | CallbackAnswered | CallbackFailed)
-RouterEvent = AgentStateChanged | OfferMissed | QueueEvent
+RouterEvent = AgentStateChanged | MissedInARow | QueueEvent
 
 
 # --- actions: what the shell must do ----------------------------------------------------------------

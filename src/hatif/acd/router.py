@@ -56,9 +56,9 @@ from .model import (
     InvalidAgentTransition,
     InvalidCallState,
     LanguageMode,
+    MissedInARow,
     MoveToQueue,
     Offer,
-    OfferMissed,
     Overflow,
     PlaceCallback,
     QueueConfig,
@@ -254,7 +254,7 @@ class Router:
 
     `rng` draws agents for `Strategy.RANDOM` queues; pass a seeded `random.Random` to replay a run.
     `missed_limit` is how many offers in a row an agent may let ring out before being made NOT_READY
-    (`MISSED`); below it a missed offer (`OfferMissed`) leaves the agent AVAILABLE, the call going to the next
+    (`MISSED`); below it a missed offer (`MissedInARow`) leaves the agent AVAILABLE, the call going to the next
     agent first. Answering an offer starts the count again.
     """
 
@@ -746,7 +746,7 @@ class Router:
         in_a_row = a.missed
         limit = in_a_row >= self.missed_limit
         self._change(a, AgentTrigger.RING_TIMEOUT if limit else AgentTrigger.MISS, now, out)
-        out.append(OfferMissed(a.agent_id, call.call_id, call.queue.name, in_a_row, now))
+        out.append(MissedInARow(a.agent_id, call.call_id, call.queue.name, in_a_row, now))
         if limit:
             a.missed = 0
             a.pending_reason = None

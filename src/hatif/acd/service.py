@@ -65,8 +65,8 @@ from .model import (
     CallTransferred,
     CancelOffer,
     InvalidAgentTransition,
+    MissedInARow,
     Offer,
-    OfferMissed,
     Overflow,
     PlaceCallback,
     Reject,
@@ -550,7 +550,7 @@ class AcdService:
             entry.agent, entry.data = event.agent, {"reason": event.reason}
         elif isinstance(event, RequirementsWidened):
             entry.data = {"level": str(event.level)}
-        elif isinstance(event, OfferMissed):
+        elif isinstance(event, MissedInARow):
             entry.agent, entry.data = event.agent, {"in_a_row": str(event.in_a_row)}
         self._pending_log.append(entry)
 
