@@ -17,7 +17,7 @@ from peers import free_port
 from server_process import HatifProcess
 from test_shared_bus import NATS, shared  # noqa: F401  (the fixture: a schema and a broker space of its own)
 
-pytestmark = [pytest.mark.interop, pytest.mark.slow]
+pytestmark = [pytest.mark.interop, pytest.mark.slow, pytest.mark.alone]
 
 TOKEN = "agent-states-token-0123456789"
 

@@ -264,6 +264,7 @@ def test_error_log_entries_split_on_timestamps() -> None:
 # --- SIPp against SIPp --------------------------------------------------------------------------------
 
 
+@pytest.mark.alone
 def test_sipp_uac_to_sipp_uas_200_calls_at_100_cps(start_sipp: Callable[..., Sipp]) -> None:
     uas = start_sipp("uas")
     uac = start_sipp("uac", target=uas.address, rate=100, max_calls=200, call_limit=200, timeout_s=15)
