@@ -84,7 +84,7 @@ def _utc(value: datetime | None) -> datetime | None:
 
 # -- routes --------------------------------------------------------------------------------------------------
 
-router = APIRouter(prefix=PREFIX)
+router = APIRouter(prefix=PREFIX, tags=["records"])
 
 
 @router.get("/health")

@@ -2,7 +2,7 @@
 Hatif.
 
 FastAPI's own page loads Swagger UI from a CDN, which a self-hosted center must not need (and a page must not
-fetch code from elsewhere at run time). The Swagger UI files come from the `swagger-ui-bundle` package,
+fetch code from elsewhere at run time). The Swagger UI files come from the `fastapi-offline` package,
 installed with Hatif; the page's one script of ours is a file, so the Content-Security-Policy allows scripts
 from this origin only, and the "validator" badge (which calls swagger.io) is off.
 """
@@ -12,12 +12,14 @@ from __future__ import annotations
 import html
 from pathlib import Path
 
+import fastapi_offline
 from fastapi import APIRouter, FastAPI
 from fastapi.responses import HTMLResponse
 from starlette.staticfiles import StaticFiles
-from swagger_ui_bundle import swagger_ui_path
 
 STATIC = Path(__file__).parent / "static"
+SWAGGER_UI = Path(fastapi_offline.__file__).parent / "static"
+"""Swagger UI 5 (OpenAPI 3.1, which FastAPI writes), as the `fastapi-offline` package ships it."""
 
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
        "connect-src 'self'; font-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
@@ -30,7 +32,7 @@ _PAGE = """<!doctype html>
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{title}</title>
 <link rel="stylesheet" href="{assets}/swagger-ui.css">
-<link rel="icon" type="image/png" href="{assets}/favicon-32x32.png">
+<link rel="icon" type="image/png" href="{assets}/favicon.png">
 </head>
 <body data-openapi="{openapi}">
 <div id="api"></div>
@@ -56,4 +58,4 @@ def add_docs(app: FastAPI, prefix: str) -> None:
 
     app.include_router(router)
     app.mount(f"{docs}/static", StaticFiles(directory=STATIC), name="api-docs-static")
-    app.mount(assets, StaticFiles(directory=swagger_ui_path), name="swagger-ui")
+    app.mount(assets, StaticFiles(directory=SWAGGER_UI), name="swagger-ui")
