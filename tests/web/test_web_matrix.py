@@ -18,9 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from agents_port import RouterPort
 from fastapi.testclient import TestClient
 from people_world import FAST_HASHER, PASSWORD, PEOPLE
 
+from hatif.acd.states import StateRules
 from hatif.people import PeopleService, PeopleStore
 from hatif.people.credentials import Passwords
 from hatif.store import CallRecord, Store, VoicemailMessage
@@ -41,7 +43,7 @@ PEOPLE_ADMINS = frozenset({ADMINISTRATOR, OWNER})
 @dataclass(frozen=True)
 class Endpoint:
     method: str
-    path: str  # {call}, {message}, {user}, {token}: an object of the tenant acting (or of the other one)
+    path: str  # {call}, {message}, {user}, {token}, {agent}: an object of the tenant acting (or the other's)
     allowed: frozenset[str]
     body: dict[str, Any] | None = None
     missing: str | None = None  # the 404 message for an object not in the tenant, when the path names one
@@ -74,6 +76,11 @@ ENDPOINTS = [
     Endpoint("DELETE", "/api/v1/users/{user}/tokens/{token}", PEOPLE_ADMINS,
              missing="no token {token} of user {user}"),
     Endpoint("GET", "/api/v1/audit", PEOPLE_ADMINS),
+    Endpoint("GET", "/api/v1/agents", EVERYONE),
+    Endpoint("GET", "/api/v1/agents/{agent}", EVERYONE, missing="no agent '{agent}'"),
+    # An agent sets only its own state (tests/web/test_web_agents.py); {agent} is another agent.
+    Endpoint("PUT", "/api/v1/agents/{agent}/state", RECORDS_READERS, {"state": "logged_in"},
+             missing="no agent '{agent}'"),
 ]
 BY_ID = {e.id: e for e in ENDPOINTS}
 UNAUTHORIZED = {"error": {"code": "unauthorized",
@@ -125,7 +132,7 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Template:
             token = people.create_token(tenant, users[target].id, "old", None)
             assert token is not None
             template.objects[tenant] = {"call": call_id, "message": str(message), "user": str(users[target].id),
-                                        "token": str(token.token.id)}
+                                        "token": str(token.token.id), "agent": target}
     return template
 
 
@@ -138,7 +145,9 @@ def client(template: Template, tmp_path: Path) -> Iterator[TestClient]:
             write_wav(wav)
     with Store(path=path) as store:
         people = PeopleService(PeopleStore(store.engine), Passwords(FAST_HASHER), tenants=["acme", "globex"])
-        with TestClient(create_api(store, TOKENS, people=people)) as client:
+        agents = {"acme": RouterPort({"amal": ("sales",), "tara": ("sales",)}, StateRules(("break",))),
+                  "globex": RouterPort({"gus": ("help",)}, StateRules())}
+        with TestClient(create_api(store, TOKENS, people=people, agents=agents)) as client:
             yield client
 
 
