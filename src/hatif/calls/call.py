@@ -24,14 +24,11 @@ import numpy as np
 
 from ..media import prompts as tones
 from ..media.engine import Bridge, Mix
-from ..sip.message import Request, make_response
-from ..sip.uri import URI
 from ..store.records import CallRecord, LegRecord
 from .api import EndedBy, Hangup, Outcome, Recorded, Samples
 from .leg import LegState, SipLeg
 
 if TYPE_CHECKING:
-    from ..sip.server import ServerTx
     from .control import CallControl
 
 log = logging.getLogger(__name__)
@@ -319,21 +316,16 @@ class Call:
         """Put a party on hold: re-INVITE with sendonly (RFC 3264 §8.4) and music on hold to it."""
         if leg.ended or leg.held:
             return False
-        accepted = await leg.reinvite("sendonly")
-        leg.held = True
-        if music and not leg.ended:
+        accepted = await leg.hold()
+        if music and leg.held and not leg.ended:  # held even when the party refused: Hatif's intent stands
             leg.media.play(tones.music_on_hold(), loop=True)
-        self.control.emit(self, "leg.held", leg, by="hatif", accepted=accepted)
         return accepted
 
     async def resume(self, leg: SipLeg) -> bool:
         if leg.ended or not leg.held:
             return False
         leg.media.stop_playing()
-        accepted = await leg.reinvite("sendrecv")
-        leg.held = False
-        self.control.emit(self, "leg.resumed", leg, by="hatif", accepted=accepted)
-        return accepted
+        return await leg.resume()
 
     def on_remote_hold(self, leg: SipLeg, held: bool) -> None:
         """A party put us on hold from its phone: the one it talks to hears music meanwhile."""
@@ -458,6 +450,10 @@ class Call:
             self.control.caller_answered(leg)
 
     def on_leg_ended(self, leg: SipLeg) -> None:
+        self.control.detach(leg)
+        for key in ("dropped_source", "dropped_auth"):  # refused packets, in the CDR (and so the API)
+            if leg.rtp.get(key):
+                self.variables[f"rtp_{key}"] = str(int(self.variables.get(f"rtp_{key}", "0")) + leg.rtp[key])
         self.leave_conference(leg)
         consulted = self.partner.get(leg)
         self.unbridge(leg)
@@ -479,25 +475,29 @@ class Call:
         if all(x.ended for x in self.legs):
             self._finish()
 
-    def on_refer(self, leg: SipLeg, request: Request, tx: ServerTx) -> None:
-        """A phone transfers its party blind (REFER, RFC 3515): 202, then the party is connected elsewhere."""
-        srv = self.control.server
-        refer_to = request.headers.get("Refer-To") or ""
-        target = _refer_target(refer_to)
+    def on_refer(self, leg: SipLeg, target: str) -> bool:
+        """A phone transfers its party blind (REFER, RFC 3515): taken (the leg answers 202) when it has a
+        party, who is then connected to `target`."""
         other = self.partner.get(leg)
-        if target is None or other is None:
-            srv.respond(tx, make_response(request, 400 if target is None else 481,
-                                          "Bad Refer-To" if target is None else None))
-            return
-        srv.respond(tx, make_response(request, 202, "Accepted"))
+        if other is None:
+            return False
 
         async def run() -> None:
             # One NOTIFY, final: the transfer is Hatif's to complete from here (the phone is released).
-            await self.control.notify_refer(leg, "SIP/2.0 200 OK")
+            await leg.notify_refer("SIP/2.0 200 OK")
             outcome = await self.transfer(other, target)
             log.info("refer", extra={"fields": {"call": self.id, "target": target, "outcome": outcome}})
 
         self.control.spawn(run())
+        return True
+
+    def on_refresh_failed(self, leg: SipLeg, status: int) -> None:
+        """Hatif's session refresh got 408 or 481 (or no answer): the dialog is gone (RFC 4028 §10)."""
+        self.control.session_refresh_failed(leg, status)
+
+    def emit(self, kind: str, leg: SipLeg | None = None, **data: object) -> None:
+        """A state change of this call, for the event log."""
+        self.control.emit(self, kind, leg, **data)
 
     # -- the end --------------------------------------------------------------------------------------
 
@@ -555,15 +555,3 @@ def not_answered(leg: SipLeg) -> Outcome:
     """How an attempt that was not answered ended, as an application sees it."""
     return _NOT_ANSWERED.get(leg.cause, "failed")
 
-
-def _refer_target(refer_to: str) -> str | None:
-    """The number a REFER points at (`<sip:1002@host>` -> "1002"); None if it names no one we can dial."""
-    text = refer_to.strip()
-    if "<" in text and ">" in text:
-        text = text[text.index("<") + 1:text.index(">")]
-    text = text.split("?", 1)[0]
-    try:
-        uri = URI.parse(text)
-    except ValueError:
-        return None
-    return uri.user or None
