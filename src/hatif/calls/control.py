@@ -207,8 +207,7 @@ class CallControl:
                 media.close()
                 srv.respond(tx, make_response(request, 488, f"Not Acceptable Here: {e}"[:120], to_tag=tag))
                 return
-        call.caller = leg
-        call.legs.append(leg)
+        call.add_leg(leg, caller=True)
         self.calls[call.id] = call
         self._legs[(request.call_id, tag)] = leg
         self._by_server_tx[id(tx)] = leg
@@ -331,7 +330,7 @@ class CallControl:
         leg = SipLeg(self.leg_context, call, "outbound", peer, media, party, invite, tag, policy)
         invite.body = leg.offer_sdp(prefer)
         invite.headers.add("Content-Type", "application/sdp")
-        call.legs.append(leg)
+        call.add_leg(leg)
         self._legs[(invite.call_id, tag)] = leg
         self._by_out_call_id[invite.call_id] = leg
         log.debug("dialing", extra={"fields": {"call": call.id, "target": target}})
