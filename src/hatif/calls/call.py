@@ -100,6 +100,7 @@ class Call:
     def __init__(self, control: CallHost, tenant: str, caller_number: str, caller_name: str | None,
                  called_number: str, language: str) -> None:
         self.control = control
+        self.loop = control.loop  # the call's clock: loop.time(), as its legs'
         self.id = secrets.token_hex(8)
         self.tenant = tenant
         self.caller_number = caller_number
@@ -122,7 +123,7 @@ class Call:
         self.talk_seconds = 0.0
         self._bridged_at: dict[SipLeg, float] = {}
         self._changed: asyncio.Future[None] | None = None  # set when who-is-bridged-with-whom changes
-        self.started = control.loop.time()
+        self.started = self.loop.time()
         self.wall_started = time.time()
         self.finished = False
         self.digits_heard: list[str] = []
@@ -233,7 +234,7 @@ class Call:
         if leg.ended:
             raise Hangup(self.id)
         leg.listen()
-        loop = self.control.loop
+        loop = self.loop
         done: asyncio.Future[None] = loop.create_future()
 
         def finished() -> None:
@@ -293,7 +294,7 @@ class Call:
         engine = self.control.media
         recorder = engine.record_leg(leg.media, path)
         self.control.emit(self, "record.started", leg, path=str(path))
-        loop = self.control.loop
+        loop = self.loop
         deadline = loop.time() + max_seconds
         ended_by: EndedBy = "max_length"
         while True:
@@ -361,7 +362,7 @@ class Call:
             partner = self.partner_of(leg)
             if partner is None and not machine.transferring and leg.id not in machine.held_aside.values():
                 return
-            changed = self._changed = self.control.loop.create_future()
+            changed = self._changed = self.loop.create_future()
             waits: list[asyncio.Future[Any]] = [leg.finished, changed]
             if partner is not None:
                 waits.append(partner.finished)
@@ -372,11 +373,11 @@ class Call:
     def bridge(self, a: SipLeg, b: SipLeg, record: bool | None = None) -> Bridge | None:
         """Join two legs' audio (recorded when the configuration says so: `a` left, `b` right); None when
         the machine refuses (a leg ended)."""
-        self._run(self.machine.bridge(a.id, b.id, self.control.loop.time(), record))
+        self._run(self.machine.bridge(a.id, b.id, self.loop.time(), record))
         return self.bridges.get(a) if self._bridged_with.get(a) is b else None
 
     def unbridge(self, leg: SipLeg) -> None:
-        self._run(self.machine.unbridge(leg.id, self.control.loop.time()))
+        self._run(self.machine.unbridge(leg.id, self.loop.time()))
 
     def _bridge_media(self, a: SipLeg, b: SipLeg, record: bool | None) -> None:
         path: Path | None = None
@@ -392,7 +393,7 @@ class Call:
                 self.recording = path
         self.bridges[a] = self.bridges[b] = bridge
         self._bridged_with[a], self._bridged_with[b] = b, a
-        self._bridged_at[a] = self.control.loop.time()
+        self._bridged_at[a] = self.loop.time()
         self.emit("call.bridged", a, other=b.id, party=b.party)
 
     def _signal(self) -> None:
@@ -408,7 +409,7 @@ class Call:
             self.bridges.pop(other, None)
             start = self._bridged_at.pop(leg, None) or self._bridged_at.pop(other, None)
             if start is not None:
-                self.talk_seconds += self.control.loop.time() - start
+                self.talk_seconds += self.loop.time() - start
         if bridge is not None:
             sha = bridge.close()
             for path, b in self.recordings:
@@ -426,22 +427,22 @@ class Call:
             return False
         accepted = await leg.hold()
         if leg.held:  # held even when the party refused: Hatif's intent stands, a resume is still possible
-            self._run(self.machine.hold(leg.id, self.control.loop.time(), music))
+            self._run(self.machine.hold(leg.id, self.loop.time(), music))
         return accepted
 
     async def resume(self, leg: SipLeg) -> bool:
         if leg.ended or not leg.held:
             return False
-        self._run(self.machine.resume(leg.id, self.control.loop.time()))
+        self._run(self.machine.resume(leg.id, self.loop.time()))
         return await leg.resume()
 
     def on_remote_hold(self, leg: SipLeg, held: bool) -> None:
         """A party put us on hold from its phone: the one it talks to hears music meanwhile."""
-        self._run(self.machine.party_hold(leg.id, held, self.control.loop.time()))
+        self._run(self.machine.party_hold(leg.id, held, self.loop.time()))
 
     async def transfer(self, leg: SipLeg, target: str, *, timeout: float | None = None) -> Outcome:
         """Blind transfer: `leg`'s partner is released and `leg` is connected to `target` instead."""
-        machine, loop = self.machine, self.control.loop
+        machine, loop = self.machine, self.loop
         if self._run(machine.transfer(leg.id, target, loop.time())) is not None:
             return "failed"
         new = self.control.dial(self, target, timeout=timeout, prefer=leg.codec)
@@ -457,7 +458,7 @@ class Call:
 
     async def consult(self, agent: SipLeg, target: str, *, timeout: float | None = None) -> SipLeg | Outcome:
         """Attended transfer, first step: the agent's partner waits with music; the agent talks to `target`."""
-        machine, loop = self.machine, self.control.loop
+        machine, loop = self.machine, self.loop
         if self._run(machine.consult(agent.id, loop.time())) is not None:
             return "failed"
         new = self.control.dial(self, target, timeout=timeout, prefer=agent.codec)
@@ -473,19 +474,19 @@ class Call:
 
     def complete_transfer(self, agent: SipLeg) -> bool:
         """Attended transfer, done: the waiting party and the consulted one talk; the agent leaves."""
-        return self._run(self.machine.complete(agent.id, self.control.loop.time())) is None
+        return self._run(self.machine.complete(agent.id, self.loop.time())) is None
 
     def cancel_consult(self, agent: SipLeg) -> bool:
         """Attended transfer, abandoned: the consulted party is released, the agent is back with the caller."""
-        return self._run(self.machine.cancel_consult(agent.id, self.control.loop.time())) is None
+        return self._run(self.machine.cancel_consult(agent.id, self.loop.time())) is None
 
     def join_conference(self, leg: SipLeg, name: str) -> Conference:
         """Put a leg in a named conference of this tenant (created on first join)."""
-        self._run(self.machine.join(leg.id, name, self.control.loop.time()))
+        self._run(self.machine.join(leg.id, name, self.loop.time()))
         return self.control.conferences.get((self.tenant, name)) or Conference(name, self.tenant)
 
     def leave_conference(self, leg: SipLeg) -> None:
-        self._run(self.machine.leave(leg.id, self.control.loop.time()))
+        self._run(self.machine.leave(leg.id, self.loop.time()))
 
     def _join_room(self, leg: SipLeg, name: str) -> None:
         room = self.control.conference(self.tenant, name)
@@ -525,7 +526,7 @@ class Call:
         for key in ("dropped_source", "dropped_auth"):  # refused packets, in the CDR (and so the API)
             if leg.rtp.get(key):
                 self.variables[f"rtp_{key}"] = str(int(self.variables.get(f"rtp_{key}", "0")) + leg.rtp[key])
-        self._run(self.machine.leg_ended(leg.id, leg.cause, self.control.loop.time()))
+        self._run(self.machine.leg_ended(leg.id, leg.cause, self.loop.time()))
 
     def on_refer(self, leg: SipLeg, target: str) -> bool:
         """A phone transfers its party blind (REFER, RFC 3515): taken (the leg answers 202) when it has a
