@@ -353,6 +353,8 @@ def test_baresip_calls_baresip_and_either_side_hangs_up(start_baresip: Callable[
     assert (placed["direction"], answered["direction"]) == ("outgoing", "incoming")
     assert placed["peeruri"] == bob.uri and answered["peeruri"] == alice.uri
     assert "ESTABLISHED" in bob.command("listcalls").data
+    for agent in (alice, bob):  # each side has begun to hear the other (a busy machine starts audio late)
+        agent.last_recording("dec", within=10)
     time.sleep(1.2)  # let each side hear a second of the other's tone
     (bob if hangup_by == "callee" else alice).hangup()
     for agent in (alice, bob):
