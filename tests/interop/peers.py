@@ -1034,7 +1034,8 @@ class Baresip:
         while not (found := self.recordings(kind)) and time.monotonic() < deadline:
             time.sleep(0.05)
         if not found:
-            raise AssertionError(f"{self.user}: no {kind} recording in {self.recording_dir} after {within} s")
+            raise AssertionError(f"{self.user}: no {kind} recording in {self.recording_dir} after {within} s; "
+                                 f"baresip said:\n{self.log_tail()}")
         return found[-1]
 
     def log_tail(self, limit: int = 3000) -> str:
