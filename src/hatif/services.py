@@ -23,12 +23,14 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from .acd import prompts as acd_prompts
+from .acd.model import AgentState
 from .acd.service import AcdService
 from .broker import NatsRelay
 from .bus import Bus
 from .calls.api import CallEvent, Channel, Hangup, Outcome
 from .calls.call import Call
 from .calls.control import CallControl
+from .center import Center
 from .config import Config, Tenant, parse_host_port
 from .ivr.model import FlowSet
 from .ivr.runner import run_flow
@@ -39,6 +41,7 @@ from .sip.message import Request
 from .sip.transport import Peer
 from .sip.uri import URI
 from .store.batch import BatchWriter
+from .store.configrows import ConfigRows
 from .store.db import Store
 from .store.eventlog import EventLog
 from .store.journal import CallJournal, OpenCall, repair_wav
@@ -99,6 +102,10 @@ class Services:
     bus: Bus = field(default_factory=Bus)
     outbox: Outbox | None = None  # the store's event log in front of `bus`
     relay: NatsRelay | None = None  # the other processes' events, when `bus.url` is set
+    center: Center | None = None  # the tenants in the store, changed at run time
+    on_config: list[Callable[[Config], None]] = field(default_factory=list)  # told each new configuration
+    retired: list[AcdService] = field(default_factory=list)  # replaced by a change, finishing their calls
+    _spill: Callable[[list[Any]], object] | None = None
     _syncer: asyncio.Task[None] | None = None
 
     @classmethod
@@ -112,10 +119,16 @@ class Services:
         services.interrupted = await asyncio.to_thread(services._recover, services.journal)
         services.cdrs = BatchWriter(store.add_calls, "call records", linger=config.store.linger, spill=spill.append)
         services.mwi = MwiNotifier(control)
-        services.flows = {t.name: FlowSet(t.flows, t.schedules, t.lists, t.timezone) for t in config.tenants}
+        services._spill = spill.append
         control.on_record.append(services._write_call)
         control.listeners.append(services._on_event)
         services.outbox = Outbox(services.bus, EventLog(store))
+        people = PeopleService(PeopleStore(store.engine), tenants=[t.name for t in config.tenants])
+        services.center = Center(config, ConfigRows(store), outbox=services.outbox, apply=services.apply_config,
+                                 audit=people.audit)
+        config = services.config = await services.center.start()  # the store's tenants from now on
+        people.tenants = frozenset(t.name for t in config.tenants)
+        services.flows = {t.name: FlowSet(t.flows, t.schedules, t.lists, t.timezone) for t in config.tenants}
         await services.outbox.start()
         if config.bus.url is not None:
             relay = NatsRelay(config.bus.url, services.outbox.arrive, on_reconnect=services.outbox.catch_up,
@@ -134,23 +147,58 @@ class Services:
         control.register_app("agent", services._agent)
         for t in config.tenants:
             if t.queues:
-                acd = AcdService(control, t.name, t.queues, t.agents, store=store, voicemail=services.leave_voicemail,
-                                 vip=_on_list(t), reasons=t.not_ready_reasons, linger=config.store.linger,
-                                 spill=spill.append)
-                acd.listeners.append(services._router_publisher(t.name))
-                acd.start()
-                services.acd[t.name] = acd
+                services.acd[t.name] = services._new_acd(t)
         if config.api.listen:
             host, port = parse_host_port(config.api.listen)
             tokens = {t.token: t.tenant for t in config.api.tokens}
-            people = PeopleService(PeopleStore(store.engine), tenants=[t.name for t in config.tenants])
-            services.api = await serve_api(create_api(store, tokens, events=services.outbox, people=people),
-                                           host, port)
+            services.api = await serve_api(create_api(store, tokens, events=services.outbox, people=people,
+                                                      config=services.center), host, port)
             log.info("api listening", extra={"fields": {"url": services.api.url}})
         return services
 
+    def _new_acd(self, t: Tenant) -> AcdService:
+        acd = AcdService(self.control, t.name, t.queues, t.agents, store=self.store, voicemail=self.leave_voicemail,
+                         vip=_on_list(t), reasons=t.not_ready_reasons, linger=self.config.store.linger,
+                         spill=self._spill)
+        acd.listeners.append(self._router_publisher(t.name))
+        acd.start()
+        return acd
+
+    def apply_config(self, config: Config) -> None:
+        """A changed configuration (`hatif.center`), in force for the next call: new flows, directory and dial
+        plans at once; a tenant whose queues, agents, reasons or lists changed gets a new ACD, the agents keeping
+        their logged-in and not-ready states, while the old one finishes the calls it holds."""
+        old, self.config = self.config, config
+        self.flows = {t.name: FlowSet(t.flows, t.schedules, t.lists, t.timezone) for t in config.tenants}
+        for hook in self.on_config:
+            hook(config)
+        for t in config.tenants:
+            before = old.tenant(t.name)
+            if before is not None and _acd_settings(before) == _acd_settings(t):
+                continue
+            previous = self.acd.pop(t.name, None)
+            if t.queues:
+                self.acd[t.name] = acd = self._new_acd(t)
+                if previous is not None:
+                    _carry_states(previous, acd)
+            if previous is not None:
+                self.retired.append(previous)
+                asyncio.get_running_loop().create_task(self._retire(previous))
+
+    async def _retire(self, acd: AcdService) -> None:
+        """Closes a replaced ACD once no caller waits in it and no phone rings for it (at most an hour)."""
+        for _ in range(3600):
+            if not acd.waiting and not acd.offers:
+                break
+            await asyncio.sleep(1.0)
+        await acd.close()
+        if acd in self.retired:
+            self.retired.remove(acd)
+
     async def close(self) -> None:
-        for acd in self.acd.values():
+        if self.center is not None:
+            self.center.close()
+        for acd in (*self.acd.values(), *self.retired):
             await acd.close()
         if self.cdrs is not None:
             await self.cdrs.close()
@@ -211,8 +259,8 @@ class Services:
     def durable(self) -> asyncio.Future[None]:
         """Done once every CDR and queue-log line queued so far is committed (or spilled): what a BYE's 200
         waits for."""
-        writers: list[BatchWriter[Any]] = [w for w in (self.cdrs, *(a.queue_log for a in self.acd.values()))
-                                           if w is not None]
+        acds = (*self.acd.values(), *self.retired)
+        writers: list[BatchWriter[Any]] = [w for w in (self.cdrs, *(a.queue_log for a in acds)) if w is not None]
         pending = [f for f in (w.flushed() for w in writers) if not f.done()]
         return asyncio.ensure_future(_settled(pending)) if pending else _done(asyncio.get_running_loop())
 
@@ -346,6 +394,21 @@ class Services:
 
     async def voicemail(self, channel: Channel, mailbox: str) -> None:
         await self.leave_voicemail(channel, mailbox)
+
+
+def _acd_settings(t: Tenant) -> tuple[object, ...]:
+    return (t.queues, t.agents, t.not_ready_reasons, t.lists)
+
+
+def _carry_states(old: AcdService, new: AcdService) -> None:
+    """Agents of both keep being logged in, and not ready with their reason, in the new ACD."""
+    for user, info in old.agent_info.items():
+        if user not in new.agents or info.state is AgentState.LOGGED_OUT:
+            continue
+        if new.agent_info[user].state is AgentState.LOGGED_OUT:
+            new.login(user)
+        if info.state is AgentState.NOT_READY:
+            new.set_not_ready(user, info.reason)
 
 
 def _done(loop: asyncio.AbstractEventLoop) -> asyncio.Future[None]:
