@@ -34,6 +34,8 @@ from hatif.people.service import PeopleService
 from hatif.store.db import StoreError
 from hatif.store.records import RecordStore, VoicemailMessage
 from hatif.web.auth import TenantWithScope, TokenAuth
+from hatif.web.config import ConfigAdmin
+from hatif.web.config import router as config_router
 from hatif.web.errors import ApiError
 from hatif.web.live import EventSource
 from hatif.web.live import router as live_router
@@ -238,10 +240,12 @@ async def _store_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 def create_api(store: RecordStore, tokens: Mapping[str, str], events: EventSource | None = None,
-               live_limit: int = 1000, people: PeopleService | None = None) -> FastAPI:
+               live_limit: int = 1000, people: PeopleService | None = None,
+               config: ConfigAdmin | None = None) -> FastAPI:
     """The HTTP API over `store`; `tokens` maps each installation API token to its tenant; `events` feeds the
     WebSocket at /api/v1/events, whose clients are dropped when `live_limit` events wait for them; `people`
-    adds signing in, users, their tokens and the audit log (`hatif.web.people`)."""
+    adds signing in, users, their tokens and the audit log (`hatif.web.people`); `config` the center's
+    configuration objects, changed at run time (`hatif.web.config`)."""
     app = FastAPI(
         title="Hatif", version="1", openapi_url=f"{PREFIX}/openapi.json", docs_url=None, redoc_url=None,
         description="Hatif's HTTP API: call detail records, voicemail and the queue log, per tenant.",
@@ -251,11 +255,14 @@ def create_api(store: RecordStore, tokens: Mapping[str, str], events: EventSourc
     app.state.hatif_events = events
     app.state.hatif_live_limit = live_limit
     app.state.hatif_people = people
+    app.state.hatif_config = config
     app.include_router(router)
     app.include_router(live_router)
     if people is not None:
         app.include_router(people_router)
         app.add_exception_handler(PeopleError, people_error)
+    if config is not None:
+        app.include_router(config_router)
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(RequestValidationError, _invalid)
     app.add_exception_handler(StarletteHTTPException, _http_error)
