@@ -36,6 +36,7 @@ from .events import ConfigChanged, Event
 from .outbox import Outbox
 from .people.model import AuditEntry, Principal
 from .store.configrows import Change, ConfigObject, ConfigRows
+from .store.db import StoreError
 
 log = logging.getLogger(__name__)
 
@@ -186,9 +187,14 @@ class Center:
             changes = {t.name: split_tenant(dump_tenant(t)) for t in self.boot.tenants}
             events = [ConfigChanged(tenant=t, at=time.time(), kind="tenant", name=t, change="created", by="import")
                       for t in changes]
-            await asyncio.to_thread(self.rows.replace, changes, events, "import")
-            log.info("tenants imported into the store from the configuration file",
-                     extra={"fields": {"tenants": ",".join(changes)}})
+            try:
+                await asyncio.to_thread(self.rows.seed, changes, events, "import")
+            except StoreError:  # another process sharing the store imported at the same moment: theirs stands
+                if not await asyncio.to_thread(self.rows.objects):
+                    raise
+            else:
+                log.info("tenants imported into the store from the configuration file",
+                         extra={"fields": {"tenants": ",".join(changes)}})
             objects = await asyncio.to_thread(self.rows.objects)
         else:
             log.info("tenants come from the store; the configuration file's tenants section is ignored",
@@ -334,7 +340,7 @@ class Center:
 # -- import and export (the command line) -------------------------------------------------------------------
 
 
-def export_center(boot: Config, rows: ConfigRows, tenant: str | None = None) -> dict[str, Any]:
+def export_center(rows: ConfigRows, tenant: str | None = None) -> dict[str, Any]:
     """The store's tenants (or one) as the `tenants` section of a configuration file."""
     tenants = tenants_of(rows.objects(tenant))
     if tenant is not None and tenant not in tenants:

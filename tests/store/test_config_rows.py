@@ -102,7 +102,7 @@ def test_an_invalid_flow_is_refused_with_check_configs_message_and_changes_nothi
     with pytest.raises(ConfigError) as refused:
         _run(center.put("acme", "flows", "main", BAD_FLOW))
     assert rows.objects() == before
-    written = export_center(boot, rows)
+    written = export_center(rows)
     written["tenants"][0]["flows"]["main"] = BAD_FLOW
     assert refused.value.messages == _check_config(written, tmp_path)
     assert refused.value.messages[0] == "tenants[0].flows.main.nodes.hello.next: 'menu' is not a node of flow main"
@@ -116,7 +116,7 @@ def test_a_change_that_breaks_a_reference_is_refused_as_check_config_refuses_it(
     _run(center.start())
     with pytest.raises(ConfigError) as refused:
         _run(center.delete("acme", "queues", "sales"))
-    written = export_center(boot, rows)
+    written = export_center(rows)
     written["tenants"][0]["queues"] = []
     assert refused.value.messages == _check_config(written, tmp_path)
     assert refused.value.messages == ["tenants[0].agents[0].queues[0]: no queue 'sales' in tenant 'acme'"]
@@ -179,12 +179,12 @@ def test_export_and_import_round_trip(open_store: Callable[[], Store]) -> None:
     boot = parse_config(BOOT)
     first, second = open_store(), ConfigRows(open_store())
     _run(Center(boot, ConfigRows(first)).start())
-    exported = export_center(boot, ConfigRows(first))
+    exported = export_center(ConfigRows(first))
     text = yaml.safe_dump(exported, allow_unicode=True, sort_keys=False)
     center = parse_config(text, "center.yaml")
     assert import_center(boot, second, center) == ["acme", "globex"]
     assert tenants_of(second.objects()) == tenants_of(ConfigRows(first).objects())
-    assert export_center(boot, second, "globex") == {"tenants": [exported["tenants"][1]]}
+    assert export_center(second, "globex") == {"tenants": [exported["tenants"][1]]}
 
 
 def test_an_import_is_all_or_nothing(store: Store) -> None:

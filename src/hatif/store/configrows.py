@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import delete, select
 
 from ..events import Event
-from .db import Store
+from .db import Store, StoreError
 from .eventlog import append_in
 from .models import ConfigObjectRow
 
@@ -89,17 +89,25 @@ class ConfigRows:
             return append_in(session, events)
 
     def replace(self, tenants: Mapping[str, Sequence[Change]], events: Sequence[Event], by: str,
-                now: datetime | None = None) -> list[Event]:
+                now: datetime | None = None, only_if_empty: bool = False) -> list[Event]:
         """Replaces every object of each tenant named in `tenants` by the ones given (an import), in one
         transaction with `events`."""
         at = now or datetime.now(UTC)
         with self.store._transaction("write the configuration to") as session:
+            if only_if_empty and session.scalars(select(ConfigObjectRow.id).limit(1)).first() is not None:
+                raise StoreError("the store holds tenants already")
             for tenant, changes in tenants.items():
                 session.execute(delete(ConfigObjectRow).where(ConfigObjectRow.tenant == tenant))
                 session.add_all([ConfigObjectRow(tenant=tenant, kind=c.kind, name=c.name, body=c.body, version=1,
                                                  updated_at=at, updated_by=by)
                                  for c in changes if c.body is not None])
             return append_in(session, events)
+
+
+    def seed(self, tenants: Mapping[str, Sequence[Change]], events: Sequence[Event], by: str) -> list[Event]:
+        """The first start's import: like `replace`, but only into an empty table; two processes seeding at once
+        on PostgreSQL collide on the unique index and the second's transaction is refused (StoreError)."""
+        return self.replace(tenants, events, by, only_if_empty=True)
 
 
 def _object(row: ConfigObjectRow) -> ConfigObject:
