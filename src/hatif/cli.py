@@ -175,6 +175,7 @@ def _user_tenant(args: argparse.Namespace, config: Config | None) -> str:
 def user_command(args: argparse.Namespace) -> int:
     """`hatif user add NAME --role R` and `hatif user list`, on the store the configuration names."""
     from .people import PeopleService, PeopleStore  # argon2 and SQLAlchemy: only `hatif user` pays for them
+    from .store.configrows import ConfigRows
     from .store.db import Store
 
     verb = f"hatif user {args.user_verb}"
@@ -189,7 +190,8 @@ def user_command(args: argparse.Namespace) -> int:
         store = Store(config.store.url, path=config.store.path) if config is not None else Store()
         try:
             store.migrate()
-            people = PeopleService(PeopleStore(store.engine), tenants=tenants)
+            stored = list(dict.fromkeys(o.tenant for o in ConfigRows(store).objects()))
+            people = PeopleService(PeopleStore(store.engine), tenants=stored or tenants)  # the store's, once any
             if args.user_verb == "add":
                 password = read_password()
                 person = people.add_user(tenant, args.name, args.role, password)
