@@ -18,7 +18,8 @@ from hatif.config import ConfigError, load_config, parse_config
 from hatif.events import ConfigChanged
 from hatif.outbox import Outbox
 from hatif.store import Store
-from hatif.store.configrows import ConfigRows
+from hatif.store.configrows import Change, ConfigRows
+from hatif.store.db import StoreError
 from hatif.store.eventlog import EventLog
 
 DEMO = Path(__file__).parent.parent.parent / "examples" / "demo.yaml"
@@ -207,3 +208,12 @@ def test_split_and_assemble_keep_every_section() -> None:
 
     objects = [ConfigObject("acme", c.kind, c.name, c.body) for c in split_tenant(data)]
     assert assemble("acme", objects) == data
+
+
+def test_a_second_seed_is_refused_so_two_first_starts_keep_one_import(store: Store) -> None:
+    rows = ConfigRows(store)
+    changes = {"acme": split_tenant(dump_tenant(parse_config(BOOT).tenants[0]))}
+    rows.seed(changes, [], "import")
+    with pytest.raises(StoreError):
+        rows.seed({"other": [Change("settings", "", {})]}, [], "import")
+    assert {o.tenant for o in rows.objects()} == {"acme"}
