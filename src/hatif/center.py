@@ -228,6 +228,10 @@ class Center:
                     log.error("stored configuration refused; the running one is kept",
                               extra={"fields": {"problems": "; ".join(e.messages)}})
                     config = None
+                except StoreError as e:  # the next change, or a restart, reads it again
+                    log.error("stored configuration unreadable; the running one is kept",
+                              extra={"fields": {"error": str(e)}})
+                    config = None
                 if config is not None:
                     self.config = config
                     if self.apply is not None:

@@ -105,6 +105,7 @@ class Services:
     center: Center | None = None  # the tenants in the store, changed at run time
     on_config: list[Callable[[Config], None]] = field(default_factory=list)  # told each new configuration
     retired: list[AcdService] = field(default_factory=list)  # replaced by a change, finishing their calls
+    _retiring: set[asyncio.Task[None]] = field(default_factory=set)
     _spill: Callable[[list[Any]], object] | None = None
     _syncer: asyncio.Task[None] | None = None
 
@@ -183,7 +184,9 @@ class Services:
                     _carry_states(previous, acd)
             if previous is not None:
                 self.retired.append(previous)
-                asyncio.get_running_loop().create_task(self._retire(previous))
+                task = asyncio.get_running_loop().create_task(self._retire(previous))
+                self._retiring.add(task)
+                task.add_done_callback(self._retiring.discard)
 
     async def _retire(self, acd: AcdService) -> None:
         """Closes a replaced ACD once no caller waits in it and no phone rings for it (at most an hour)."""
@@ -198,6 +201,8 @@ class Services:
     async def close(self) -> None:
         if self.center is not None:
             self.center.close()
+        for task in tuple(self._retiring):
+            task.cancel()
         for acd in (*self.acd.values(), *self.retired):
             await acd.close()
         if self.cdrs is not None:

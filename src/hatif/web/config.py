@@ -31,6 +31,8 @@ from hatif.web.errors import forbidden, not_found
 from hatif.web.schemas import ErrorOut
 
 PREFIX = "/api/v1/config"
+_ONE = {"users": "user", "endpoints": "endpoint", "mailboxes": "mailbox", "schedules": "schedule", "lists": "list",
+        "flows": "flow", "queues": "queue", "agents": "agent"}
 _TENANT_AT = re.compile(r"^tenants\[\d+\]\.?")
 
 
@@ -144,7 +146,7 @@ async def get_object(kind: str, name: str, who: PrincipalDep, admin: AdminDep,
     except LookupError as e:
         raise not_found(str(e)) from None
     if found is None:
-        raise not_found(f"{kind} {name!r}")
+        raise not_found(f"{_ONE.get(kind, kind)} {name!r}")
     return ConfigObjectOut.of(found)
 
 
@@ -186,5 +188,5 @@ async def delete_object(kind: str, name: str, who: PrincipalDep, admin: AdminDep
     except ConfigError as e:
         return invalid(e)
     if not deleted:
-        raise not_found(f"{kind} {name!r}")
+        raise not_found(f"{_ONE.get(kind, kind)} {name!r}")
     return Response(status_code=204)
