@@ -32,6 +32,7 @@ from typing import Any, Literal
 
 from .bus import accepting
 from .config import Config, ConfigError, Tenant, validate_data
+from .errors import HatifError
 from .events import ConfigChanged, Event
 from .outbox import Outbox
 from .people.model import AuditEntry, Principal
@@ -154,7 +155,7 @@ def public(o: ConfigObject) -> ConfigObject:
 # -- the runtime service -----------------------------------------------------------------------------------
 
 
-class UnknownKind(LookupError):
+class UnknownKind(HatifError, LookupError):
     """No such kind of configuration object, or not written that way."""
 
 
