@@ -179,6 +179,9 @@ class Center:
         self._write = asyncio.Lock()
         self._reloading: asyncio.Task[None] | None = None
         self._again = False
+        self._heard = 0  # the last config event delivered here
+        self._applied = 0  # the last config event whose rows were read (and applied, when valid) since
+        self._progress = asyncio.Event()
         self._stop: Callable[[], None] | None = None
 
     async def start(self) -> Config:
@@ -214,6 +217,7 @@ class Center:
     # -- following changes -----------------------------------------------------------------------------------
 
     def _changed(self, event: Event) -> None:
+        self._heard = max(self._heard, event.seq)
         if self._reloading is not None:
             self._again = True  # one more read once the current one is done: it may predate this event
             return
@@ -223,6 +227,7 @@ class Center:
         try:
             while True:
                 self._again = False
+                heard = self._heard
                 try:
                     config = effective(self.boot, tenants_of(await asyncio.to_thread(self.rows.objects)))
                 except ConfigError as e:  # another version wrote what this one refuses: keep what runs
@@ -238,18 +243,28 @@ class Center:
                     if self.apply is not None:
                         self.apply(config)
                     log.info("configuration applied", extra={"fields": {"tenants": len(config.tenants)}})
+                self._applied = max(self._applied, heard)
+                self._progress.set()
+                self._progress = asyncio.Event()
                 if not self._again:
                     return
         finally:
             self._reloading = None
 
-    async def settled(self) -> None:
-        """Waits until the changes this node has heard of are in force here."""
-        for _ in range(100):
-            task = self._reloading
-            if task is None:
-                return
-            await asyncio.shield(task)
+    async def settled(self, seq: int, timeout: float = 10.0) -> bool:
+        """Waits (at most `timeout` seconds) until the config event `seq` is in force here: delivered (after any
+        events of other processes numbered before it) and the rows read since. False when that took too long."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self._applied < seq:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return False
+            try:
+                await asyncio.wait_for(self._progress.wait(), remaining)
+            except TimeoutError:
+                return False
+        return True
 
     # -- reading -----------------------------------------------------------------------------------------------
 
@@ -337,7 +352,9 @@ class Center:
             await asyncio.to_thread(self.audit, entry)
         if self.outbox is not None:
             self.outbox.committed(numbered)
-            await self.settled()
+            if not await self.settled(numbered[-1].seq):
+                log.warning("configuration change written but not yet in force here",
+                            extra={"fields": {"kind": kind, "name": name, "seq": numbered[-1].seq}})
         else:
             await self._reload()
 

@@ -217,3 +217,33 @@ def test_a_second_seed_is_refused_so_two_first_starts_keep_one_import(store: Sto
     with pytest.raises(StoreError):
         rows.seed({"other": [Change("settings", "", {})]}, [], "import")
     assert {o.tenant for o in rows.objects()} == {"acme"}
+
+
+def test_a_change_answers_once_in_force_even_behind_another_processs_events(store: Store) -> None:
+    """Another process's config event, numbered before ours, has not arrived here: ours waits in the outbox for
+    it (read from the log), and the change is answered only once both are applied."""
+    boot = parse_config(BOOT)
+    rows = ConfigRows(store)
+    applied: list[Any] = []
+
+    async def scenario() -> float:
+        bus = Bus()
+        outbox = Outbox(bus, EventLog(store), fill_after=0.05)
+        center = Center(boot, rows, outbox=outbox, apply=applied.append)
+        await center.start()
+        await outbox.start()
+        rows.write("globex", [Change("queues", "elsewhere", {"name": "elsewhere"})],
+                   [ConfigChanged(tenant="globex", at=0.0, kind="queues", name="elsewhere")], "other node")
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        await center.put("acme", "queues", "support", {})
+        took = loop.time() - started
+        center.close()
+        await outbox.close()
+        return took
+
+    took = _run(scenario())
+    assert took < 5.0
+    latest = applied[-1]
+    assert [q.name for q in latest.tenant("acme").queues] == ["sales", "support"]
+    assert [q.name for q in latest.tenant("globex").queues] == ["elsewhere"]
