@@ -5,6 +5,8 @@ A real server starts with a tenant that has no user, queue, agent, flow or dial 
 administrator then creates the agent's SIP account, a queue, the agent, a flow routing to the queue and a
 dial-plan rule to the flow; the agent's phone (a SIP user agent, as the ACD's live test uses) registers with
 the new account, and a SIPp caller dialing 700 goes through the flow into the queue and is answered by it.
+The queue is then changed while the agent is not ready: the tenant's new ACD keeps the agent's state, and the
+next caller is answered through it.
 """
 
 from __future__ import annotations
@@ -121,24 +123,44 @@ def test_objects_created_through_the_api_take_the_next_call(hatif: RunningHatif,
     def answer(call: IncomingCall) -> Answer:
         return Answer(after=0.2, hang_up_after=1.0)
 
-    async def run() -> Any:
+    scenario = tmp_path / "caller.xml"
+    scenario.write_text(SCENARIO.read_text().replace("PATIENCE", "15000"))
+
+    def one_call() -> Any:
+        with Sipp(scenario, target=f"{host}:{port}", local_port=hatif.callers_port,  # type: ignore[attr-defined]
+                  service="700", max_calls=1, call_limit=1, recv_timeout_ms=20_000) as sipp:
+            return sipp.wait(40)
+
+    async def run() -> list[Any]:
         ua = UserAgent((host, port), user="a1", password=PASSWORD, timers=TIMERS, answer=answer,
                        on_answered=lambda call: answered.append(call.call_id))
         await ua.open()
         try:
             registration = await ua.register(expires=300)
             assert registration.ok, registration
-            scenario = tmp_path / "caller.xml"
-            scenario.write_text(SCENARIO.read_text().replace("PATIENCE", "15000"))
-            with Sipp(scenario, target=f"{host}:{port}", local_port=hatif.callers_port,  # type: ignore[attr-defined]
-                      service="700", max_calls=1, call_limit=1, recv_timeout_ms=20_000) as sipp:
-                return await asyncio.to_thread(sipp.wait, 40)
+            first = await asyncio.to_thread(one_call)
+            await asyncio.to_thread(change_the_queue)
+            second = await asyncio.to_thread(one_call)
+            return [first, second]
         finally:
             await ua.close(timeout=5)
 
-    result = asyncio.run(run())
-    assert result.ok and result.successful == 1, result.describe()
-    assert len(answered) == 1
+    def change_the_queue() -> None:
+        """A changed queue gives the tenant a new ACD; the agent's state (here not ready) goes with it."""
+        old = hatif.h.services.acd["default"]
+        assert hatif.wait_idle(15)["calls"] == 0
+        assert hatif.call(old.set_not_ready, "a1", "break")
+        with httpx.Client(base_url=api, headers=admin, timeout=10) as http:
+            assert http.put("/config/queues/line", json={**QUEUE, "ring_timeout": 6}).status_code == 200
+        new = hatif.h.services.acd["default"]
+        assert new is not old and new.settings["line"].ring_timeout == 6
+        assert hatif.call(lambda: new.router.agent_state("a1")).value == "not_ready"
+        assert hatif.call(new.set_ready, "a1")
+
+    results = asyncio.run(run())
+    for result in results:
+        assert result.ok and result.successful == 1, result.describe()
+    assert len(answered) == 2
     kinds = [e.event for e in hatif.h.services.store.queue_events("default", queue="line")]
-    assert "entered" in kinds and "answered" in kinds, kinds
+    assert kinds.count("entered") == 2 and kinds.count("answered") == 2, kinds
     assert hatif.wait_idle(15)["calls"] == 0
