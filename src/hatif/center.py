@@ -333,13 +333,16 @@ class Center:
     async def _change(self, tenant: str, kind: str, name: str, body: Any | None, by: Principal | None,
                       address: str, change: str) -> None:
         objects = await asyncio.to_thread(self.rows.objects)
-        if tenant not in {o.tenant for o in objects}:
-            raise UnknownKind(f"tenant {tenant!r}")
+        names = list(dict.fromkeys(o.tenant for o in objects))
+        if tenant not in names:
+            if kind != "settings" or body is None:  # a tenant is created by writing its settings
+                raise UnknownKind(f"tenant {tenant!r}")
+            names.append(tenant)
         kept = [o for o in objects if (o.tenant, o.kind, o.name) != (tenant, kind, name)]
         if body is not None:
             kept.append(ConfigObject(tenant, kind, name, body))
         tenants = tenants_of(kept)
-        tenants = {t: tenants.get(t, {"name": t}) for t in dict.fromkeys(o.tenant for o in objects)}
+        tenants = {t: tenants.get(t, {"name": t}) for t in names}
         await asyncio.to_thread(effective, self.boot, tenants)  # ConfigError: refused, nothing written
         actor = by.label if by is not None else "command line"
         event = ConfigChanged(tenant=tenant, at=time.time(), kind=kind, name=name, change=change, by=actor)

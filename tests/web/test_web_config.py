@@ -162,3 +162,21 @@ def test_a_session_needs_the_csrf_token_to_change(admin: World) -> None:
     client, csrf = admin.session("adel")
     assert client.put("/api/v1/config/queues/x", json={}).status_code == 403
     assert client.put("/api/v1/config/queues/x", json={}, headers={"X-CSRF-Token": csrf}).status_code == 201
+
+
+def test_a_platform_owner_creates_a_tenant_by_writing_its_settings(admin: World, center: Center) -> None:
+    c, root = admin.client, admin.bearer("root")
+    r = c.put("/api/v1/config/settings?tenant=initech", json={"domains": ["initech.test"]}, headers=root)
+    assert r.status_code == 201, r.text
+    assert center.config.tenant("initech") is not None
+    assert center.config.tenant_for_domain("initech.test").name == "initech"  # type: ignore[union-attr]
+    r = c.put("/api/v1/config/queues/line?tenant=initech", json={}, headers=root)
+    assert r.status_code == 201, r.text
+    r = c.put("/api/v1/config/settings?tenant=Not_A_Name", json={}, headers=root)
+    assert r.status_code == 422
+    assert r.json()["error"]["problems"][0]["location"] == "name"
+    assert c.put("/api/v1/config/queues/x?tenant=nobody", json={}, headers=root).status_code == 404
+    r = c.put("/api/v1/config/settings", json={"domains": ["acme.test"]}, headers=admin.bearer("adel"))
+    assert r.status_code == 200  # an administrator changes its own tenant's settings, creates none
+    r = c.put("/api/v1/config/settings?tenant=initech2", json={}, headers=admin.bearer("adel"))
+    assert r.status_code == 404
