@@ -129,7 +129,7 @@ class Services:
                                  audit=people.audit)
         config = services.config = await services.center.start()  # the store's tenants from now on
         people.tenants = frozenset(t.name for t in config.tenants)
-        services.on_config.append(lambda changed: setattr(people, "tenants", frozenset(t.name for t in changed.tenants)))
+        services.on_config.append(lambda new: setattr(people, "tenants", frozenset(t.name for t in new.tenants)))
         services.flows = {t.name: FlowSet(t.flows, t.schedules, t.lists, t.timezone) for t in config.tenants}
         await services.outbox.start()
         if config.bus.url is not None:
