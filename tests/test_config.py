@@ -461,3 +461,32 @@ def test_serve_refuses_a_broken_flow_at_start(tmp_path: Path, capsys: pytest.Cap
     assert main(["serve", "--config", str(path)]) == 2
     err = capsys.readouterr().err
     assert "nodes.sales" in err and "orphan" in err
+
+
+# -- agent states --------------------------------------------------------------------------------------------
+
+
+def test_agent_state_settings_are_read_and_checked() -> None:
+    tenant = parse_config("tenants:\n  - {name: default, require_reason: true, missed_in_a_row: 2}\n").tenants[0]
+    assert (tenant.require_reason, tenant.missed_in_a_row) == (True, 2)
+    defaults = parse_config(MINIMAL).tenants[0]
+    assert (defaults.require_reason, defaults.missed_in_a_row) == (False, 1)
+    assert errors("""
+        tenants:
+          - name: default
+            not_ready_reasons: []
+            require_reason: true
+        """) == ["bad.yaml:4: tenants[0].require_reason: require_reason needs at least one code in not_ready_reasons"]
+    (message,) = errors("tenants:\n  - {name: default, missed_in_a_row: 0}\n")
+    assert "tenants[0].missed_in_a_row" in message and "greater than or equal to 1" in message
+
+
+def test_a_pause_code_without_reason_is_refused_where_a_reason_is_required() -> None:
+    (message,) = errors("""
+        tenants:
+          - name: default
+            require_reason: true
+            dialplan:
+              - {match: '^\\*50$', to: 'app:agent:pause'}
+        """)
+    assert "tenants[0].dialplan[0].to: the tenant has require_reason: write app:agent:pause:REASON" in message

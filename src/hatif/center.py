@@ -25,7 +25,7 @@ import dataclasses
 import logging
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -159,7 +159,7 @@ class UnknownKind(HatifError, LookupError):
     """No such kind of configuration object, or not written that way."""
 
 
-Apply = Callable[[Config], None]
+Apply = Callable[[Config], Awaitable[None] | None]
 
 
 class Center:
@@ -241,7 +241,9 @@ class Center:
                 if config is not None:
                     self.config = config
                     if self.apply is not None:
-                        self.apply(config)
+                        done = self.apply(config)
+                        if done is not None:
+                            await done
                     log.info("configuration applied", extra={"fields": {"tenants": len(config.tenants)}})
                 self._applied = max(self._applied, heard)
                 self._progress.set()

@@ -611,6 +611,10 @@ class Tenant(_Model):
     agents: tuple[AgentSettings, ...] = ()
     not_ready_reasons: tuple[Annotated[str, Field(min_length=1, max_length=40)], ...] = DEFAULT_REASONS
     """Why an agent is not ready (break, lunch, ...): the codes agents choose from and reports group by."""
+    require_reason: bool = False
+    """An agent (or supervisor) making an agent not ready must give one of `not_ready_reasons`."""
+    missed_in_a_row: int = Field(default=1, ge=1, le=100)
+    """Offers an agent may let ring out in a row before the ACD makes it not ready (reason `missed`)."""
     digest_algorithms: DigestAlgorithms | None = None
     """The tenant's digest algorithms, in challenge order (`security.digest_algorithms` when absent)."""
     max_call_seconds: float | None = Field(default=None, gt=0)
@@ -672,7 +676,12 @@ class Tenant(_Model):
                                      f"{step.queue!r} is not another queue of tenant {self.name!r}"))
                 if step.voicemail and q.mailbox is None:
                     problems.append((("queues", i, "overflow", j, "voicemail"), "the queue has no mailbox"))
+        if self.require_reason and not self.not_ready_reasons:
+            problems.append((("require_reason",), "require_reason needs at least one code in not_ready_reasons"))
         for i, rule in enumerate(self.dialplan):
+            if self.require_reason and rule.to.kind == "app" and rule.to.name in ("agent:pause", "agent:pause:"):
+                problems.append((("dialplan", i, "to"), "the tenant has require_reason: write app:agent:pause:REASON "
+                                                        f"with one of {', '.join(self.not_ready_reasons)}"))
             if rule.to.kind == "app" and rule.to.name.startswith("agent:pause:"):
                 reason = rule.to.name.split(":", 2)[2]
                 if reason not in self.not_ready_reasons:

@@ -22,16 +22,18 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from .acd import model as acd_model
 from .acd import prompts as acd_prompts
-from .acd.model import AgentState
 from .acd.service import AcdService
+from .acd.states import StateRefused, StateRequest, StateRules, WorkState
 from .broker import NatsRelay
-from .bus import Bus
+from .bus import Bus, Gap, accepting
 from .calls.api import CallEvent, Channel, Hangup, Outcome
 from .calls.call import Call
 from .calls.control import CallControl
 from .center import Center
 from .config import Config, Tenant, parse_host_port
+from .events import AgentStateRequested
 from .ivr.model import FlowSet
 from .ivr.runner import run_flow
 from .outbox import Outbox
@@ -42,7 +44,7 @@ from .sip.transport import Peer
 from .sip.uri import URI
 from .store.batch import BatchWriter
 from .store.configrows import ConfigRows
-from .store.db import Store
+from .store.db import Store, StoreError
 from .store.eventlog import EventLog
 from .store.journal import CallJournal, OpenCall, repair_wav
 from .store.records import CallRecord, LegRecord
@@ -53,6 +55,9 @@ from .web.api import create_api
 from .web.server import ApiServer, serve_api
 
 log = logging.getLogger(__name__)
+
+AGENT_REPLAY = 10_000
+"""How far back in the `agents` stream (events of every tenant) a starting node looks for agent state requests."""
 
 
 class MwiNotifier:
@@ -106,7 +111,9 @@ class Services:
     on_config: list[Callable[[Config], None]] = field(default_factory=list)  # told each new configuration
     retired: list[AcdService] = field(default_factory=list)  # replaced by a change, finishing their calls
     _retiring: set[asyncio.Task[None]] = field(default_factory=set)
+    _unfollow: dict[AcdService, Callable[[], None]] = field(default_factory=dict)  # each ACD's bus listener
     _spill: Callable[[list[Any]], object] | None = None
+    node: str = field(default_factory=lambda: secrets.token_hex(6))  # this process, as the origin of requests
     _syncer: asyncio.Task[None] | None = None
 
     @classmethod
@@ -149,40 +156,46 @@ class Services:
         control.register_app("agent", services._agent)
         for t in config.tenants:
             if t.queues:
-                services.acd[t.name] = services._new_acd(t)
+                services.acd[t.name] = await services._new_acd(t)
         if config.api.listen:
             host, port = parse_host_port(config.api.listen)
             tokens = {t.token: t.tenant for t in config.api.tokens}
             services.api = await serve_api(create_api(store, tokens, events=services.outbox, people=people,
-                                                      config=services.center), host, port)
+                                                      agents=services.acd, config=services.center), host, port)
             log.info("api listening", extra={"fields": {"url": services.api.url}})
         return services
 
-    def _new_acd(self, t: Tenant) -> AcdService:
+    async def _new_acd(self, t: Tenant) -> AcdService:
+        """A tenant's ACD, its agents in the states the nodes agreed on (`_follow_agent_states`)."""
+        assert self.outbox is not None
+        rules = StateRules(t.not_ready_reasons, t.require_reason, t.missed_in_a_row)
         acd = AcdService(self.control, t.name, t.queues, t.agents, store=self.store, voicemail=self.leave_voicemail,
-                         vip=_on_list(t), reasons=t.not_ready_reasons, linger=self.config.store.linger,
-                         spill=self._spill)
-        acd.listeners.append(self._router_publisher(t.name))
+                         vip=_on_list(t), linger=self.config.store.linger, spill=self._spill, rules=rules,
+                         publish=self.outbox.emit, node=self.node)
+        acd.listeners.append(self._router_publisher(acd))
         acd.start()
+        self._unfollow[acd] = await self._follow_agent_states(acd)
         return acd
 
-    def apply_config(self, config: Config) -> None:
-        """A changed configuration (`hatif.center`), in force for the next call: new flows, directory and dial
-        plans at once; a tenant whose queues, agents, reasons or lists changed gets a new ACD, the agents keeping
-        their logged-in and not-ready states, while the old one finishes the calls it holds."""
-        old, self.config = self.config, config
+    async def apply_config(self, config: Config) -> None:
+        """A changed configuration (`hatif.center`), in force for the next call. A tenant whose queues, agents,
+        reasons or lists changed gets a new ACD, its agents in the states the nodes agreed on (replayed as a
+        starting node does); then flows, directory, dial plans and ACDs are swapped in one step of the loop, and
+        each replaced ACD finishes the callers it holds before it closes."""
+        old = self.config
+        fresh: dict[str, AcdService | None] = {}
+        for t in config.tenants:
+            before = old.tenant(t.name)
+            if before is None or _acd_settings(before) != _acd_settings(t):
+                fresh[t.name] = await self._new_acd(t) if t.queues else None
+        self.config = config  # from here to the end, no await: a call sees all of the old or all of the new
         self.flows = {t.name: FlowSet(t.flows, t.schedules, t.lists, t.timezone) for t in config.tenants}
         for hook in self.on_config:
             hook(config)
-        for t in config.tenants:
-            before = old.tenant(t.name)
-            if before is not None and _acd_settings(before) == _acd_settings(t):
-                continue
-            previous = self.acd.pop(t.name, None)
-            if t.queues:
-                self.acd[t.name] = acd = self._new_acd(t)
-                if previous is not None:
-                    _carry_states(previous, acd)
+        for name, acd in fresh.items():
+            previous = self.acd.pop(name, None)
+            if acd is not None:
+                self.acd[name] = acd
             if previous is not None:
                 self.retired.append(previous)
                 task = asyncio.get_running_loop().create_task(self._retire(previous))
@@ -195,6 +208,9 @@ class Services:
             if not acd.waiting and not acd.offers:
                 break
             await asyncio.sleep(1.0)
+        stop = self._unfollow.pop(acd, None)
+        if stop is not None:
+            stop()
         await acd.close()
         if acd in self.retired:
             self.retired.remove(acd)
@@ -255,12 +271,37 @@ class Services:
         if typed is not None:
             self.outbox.emit(typed)
 
-    def _router_publisher(self, tenant: str) -> Callable[[Any, float], None]:
+    def _router_publisher(self, acd: AcdService) -> Callable[[Any, float], None]:
         def publish(event: Any, wall0: float) -> None:
             assert self.outbox is not None
-            for typed in router_events(tenant, event, wall0):
+            wrapup: tuple[str, float | None] | None = None
+            queues: tuple[str, ...] = ()
+            if isinstance(event, acd_model.AgentStateChanged):
+                status = acd.router.agent_status(event.agent)  # wrap-up and queues are the router's, right now
+                queues = status.queues if event.old is acd_model.AgentState.LOGGED_OUT else ()
+                if event.new is acd_model.AgentState.AFTER_CALL_WORK and status.wrapup_queue is not None:
+                    seconds = status.wrapup_until - event.at if status.wrapup_until is not None else None
+                    wrapup = (status.wrapup_queue, seconds)
+            for typed in router_events(acd.tenant, event, wall0, by=acd.by, wrapup=wrapup, queues=queues):
                 self.outbox.emit(typed)
         return publish
+
+    async def _follow_agent_states(self, acd: AcdService) -> Callable[[], None]:
+        """A starting node takes up the agent states the running ones agreed on: it replays the tenant's requests
+        among the last `AGENT_REPLAY` events of the `agents` stream, then applies each new one from the bus."""
+        assert self.outbox is not None
+        seq = max(0, self.outbox.last("agents") - AGENT_REPLAY)
+        for _ in range(AGENT_REPLAY // 1000 + 100):  # bounded: pages of 1,000, and what arrives meanwhile
+            page = await self.outbox.since("agents", seq, limit=1000, tenant=acd.tenant)
+            if not page:
+                break
+            acd.replay(page)
+            seq = page[-1].seq
+        try:
+            acd.replay(self.bus.since("agents", seq))  # delivered since the last read; no await until listening
+        except Gap:
+            log.warning("agent states replayed only in part", extra={"fields": {"tenant": acd.tenant, "after": seq}})
+        return self.bus.listen(acd.on_event, accepting(["agents"], tenant=acd.tenant, types=(AgentStateRequested,)))
 
     def durable(self) -> asyncio.Future[None]:
         """Done once every CDR and queue-log line queued so far is committed (or spilled): what a BYE's 200
@@ -380,15 +421,19 @@ class Services:
             await call.say(acd_prompts.text("not_an_agent", call.language))
             return
         action, _, reason = verb.partition(":")
-        if action == "login":
-            ok, key = acd.login(user), "agent_login"
-        elif action == "logout":
-            ok, key = acd.logout(user), "agent_logout"
-        elif action == "ready":
-            ok, key = acd.set_ready(user), "agent_ready"
-        elif action == "pause":
-            reason = reason or (acd.reasons[0] if acd.reasons else "break")
-            ok, key = acd.set_not_ready(user, reason), "agent_pause"
+        wanted = {"login": WorkState.LOGGED_IN, "logout": WorkState.LOGGED_OUT, "ready": WorkState.AVAILABLE,
+                  "pause": WorkState.NOT_READY}.get(action)
+        if wanted is not None:
+            # The same path as the API's: an event every node applies (the feature code works on any node).
+            key = {"login": "agent_login", "logout": "agent_logout", "ready": "agent_ready",
+                   "pause": "agent_pause"}[action]
+            try:
+                view = await acd.request(StateRequest(user, wanted, user, reason or None))
+                ok = True
+                reason = view.reason or reason
+            except (StateRefused, StoreError) as e:
+                log.info("agent feature code refused", extra={"fields": {"agent": user, "why": str(e)}})
+                ok = False
         elif action == "wrapup":
             ok, key = acd.extend_wrapup(user, float(reason or 30)), "agent_wrapup"
         else:
@@ -404,17 +449,6 @@ class Services:
 
 def _acd_settings(t: Tenant) -> tuple[object, ...]:
     return (t.queues, t.agents, t.not_ready_reasons, t.lists)
-
-
-def _carry_states(old: AcdService, new: AcdService) -> None:
-    """Agents of both keep being logged in, and not ready with their reason, in the new ACD."""
-    for user, info in old.agent_info.items():
-        if user not in new.agents or info.state is AgentState.LOGGED_OUT:
-            continue
-        if new.agent_info[user].state is AgentState.LOGGED_OUT:
-            new.login(user)
-        if info.state is AgentState.NOT_READY:
-            new.set_not_ready(user, info.reason)
 
 
 def _done(loop: asyncio.AbstractEventLoop) -> asyncio.Future[None]:

@@ -89,19 +89,31 @@ def call_event(e: CallEvent, wall0: float) -> ev.Event | None:
     return None
 
 
-def router_events(tenant: str, e: acd.RouterOutput, wall0: float) -> list[ev.Event]:
-    """The typed events of one ACD router event (none for the router's internal steps)."""
+def router_events(tenant: str, e: acd.RouterOutput, wall0: float, *, by: str | None = None,
+                  wrapup: tuple[str, float | None] | None = None, queues: tuple[str, ...] = ()) -> list[ev.Event]:
+    """The typed events of one ACD router event (none for the router's internal steps).
+
+    `by` is who forced an agent's state change (a supervisor; None when the agent or a call did); `wrapup` is the
+    queue and seconds of after-call work (None: until the agent says done) when the change starts it; `queues`
+    are those an agent logs in to or out of."""
     if isinstance(e, acd.AgentStateChanged):
         at = wall0 + e.at
         out: list[ev.Event] = []
         if e.old is acd.AgentState.LOGGED_OUT:
-            out.append(ev.AgentLoggedIn(tenant=tenant, at=at, agent=e.agent))
-        out.append(
-            ev.AgentStateChanged(tenant=tenant, at=at, agent=e.agent, state=e.new.value, reason=e.reason or None)
-        )
+            out.append(ev.AgentLoggedIn(tenant=tenant, at=at, agent=e.agent, queues=queues))
+        if e.old is acd.AgentState.AFTER_CALL_WORK:
+            out.append(ev.WrapUpEnded(tenant=tenant, at=at, agent=e.agent))
+        out.append(ev.AgentStateChanged(tenant=tenant, at=at, agent=e.agent, state=e.new.value,
+                                        reason=e.reason or None, by=by))
+        if e.new is acd.AgentState.AFTER_CALL_WORK and wrapup is not None:
+            out.append(ev.WrapUpStarted(tenant=tenant, at=at, agent=e.agent, queue=wrapup[0],
+                                        seconds=round(wrapup[1], 3) if wrapup[1] is not None else 0.0))
         if e.new is acd.AgentState.LOGGED_OUT:
-            out.append(ev.AgentLoggedOut(tenant=tenant, at=at, agent=e.agent))
+            out.append(ev.AgentLoggedOut(tenant=tenant, at=at, agent=e.agent, queues=queues))
         return out
+    if isinstance(e, acd.MissedInARow):
+        return [ev.OfferMissed(tenant=tenant, at=wall0 + e.at, agent=e.agent, queue=e.queue, call_id=e.call_id,
+                               in_a_row=e.in_a_row)]
     if not isinstance(e, acd.QueueEvent):
         return []  # an action for the shell, not something that happened
     at, queue, cid = wall0 + e.at, e.queue, e.call_id

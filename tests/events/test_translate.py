@@ -40,3 +40,23 @@ def test_router_events_become_queue_and_agent_events() -> None:
     assert pause == [ev.AgentStateChanged(tenant="acme", at=WALL0 + 1.0, agent="a1", state="not_ready",
                                           reason="lunch")]
     assert router_events("acme", acd.ToVoicemail("c1", "sales"), WALL0) == []
+
+
+def test_agent_changes_carry_who_forced_them_wrapup_and_queues() -> None:
+    S = acd.AgentState
+    forced = router_events("acme", acd.AgentStateChanged("a1", S.AVAILABLE, S.NOT_READY, "lunch", 1.0), WALL0,
+                           by="sup1")
+    assert forced == [ev.AgentStateChanged(tenant="acme", at=WALL0 + 1.0, agent="a1", state="not_ready",
+                                           reason="lunch", by="sup1")]
+    login = router_events("acme", acd.AgentStateChanged("a1", S.LOGGED_OUT, S.AVAILABLE, "login", 1.0), WALL0,
+                          queues=("sales",))
+    assert login[0] == ev.AgentLoggedIn(tenant="acme", at=WALL0 + 1.0, agent="a1", queues=("sales",))
+    wrap = router_events("acme", acd.AgentStateChanged("a1", S.ON_CALL, S.AFTER_CALL_WORK, "hang_up", 2.0), WALL0,
+                         wrapup=("sales", 5.0))
+    assert wrap[-1] == ev.WrapUpStarted(tenant="acme", at=WALL0 + 2.0, agent="a1", queue="sales", seconds=5.0)
+    done = router_events("acme", acd.AgentStateChanged("a1", S.AFTER_CALL_WORK, S.AVAILABLE, "wrapup_done", 7.0),
+                         WALL0)
+    assert [type(e) for e in done] == [ev.WrapUpEnded, ev.AgentStateChanged]
+    missed = router_events("acme", acd.MissedInARow("a1", "c1", "sales", 2, 3.0), WALL0)
+    assert missed == [ev.OfferMissed(tenant="acme", at=WALL0 + 3.0, agent="a1", queue="sales", call_id="c1",
+                                     in_a_row=2)]

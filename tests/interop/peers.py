@@ -1027,6 +1027,16 @@ class Baresip:
         """
         return sorted(self.recording_dir.glob(f"dump-*-{kind}.wav"), key=lambda p: (p.stat().st_mtime, p.name))
 
+    def last_recording(self, kind: RecordingKind = "dec", within: float = 5.0) -> Path:
+        """The newest WAV of `kind`, waiting up to `within` seconds for `sndfile` to write it: CALL_CLOSED can come
+        before the file, by more when the machine is busy."""
+        deadline = time.monotonic() + within
+        while not (found := self.recordings(kind)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if not found:
+            raise AssertionError(f"{self.user}: no {kind} recording in {self.recording_dir} after {within} s")
+        return found[-1]
+
     def log_tail(self, limit: int = 3000) -> str:
         """The end of baresip's own output, without its per-frame status lines."""
         return _tail(self.log_path, limit)

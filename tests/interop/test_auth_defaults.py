@@ -85,6 +85,7 @@ def test_svcrack_finds_the_password_in_its_word_list(demo: RunningHatif, tmp_pat
 
 
 @pytest.mark.slow
+@pytest.mark.alone
 def test_customers_served_while_scanners_are_banned(demo: RunningHatif, tmp_path: Path) -> None:
     host, port = demo.address("udp")
     customers = Sipp(write(tmp_path, "uac_auth", uac_auth_scenario("1001")), target=target(demo), service="600",
@@ -118,6 +119,7 @@ def test_customers_served_while_scanners_are_banned(demo: RunningHatif, tmp_path
     assert demo.call(lambda: demo.h.sip.stats["rate_limited"]) == 0
 
 
+@pytest.mark.alone
 def test_a_flood_of_authenticated_requests_is_rate_limited_not_banned(tmp_path: Path) -> None:
     """Past the generous per-user rate, requests get 503 with Retry-After; the address is never banned."""
     data = demo_data(tmp_path, sip_port=free_port(), api_port=free_port())

@@ -68,6 +68,8 @@ def assert_left_nothing(rig: Rig) -> None:
     assert counts == {"transactions": 0, "calls": 0, "dialogs": 0}
 
 
+@pytest.mark.slow
+@pytest.mark.alone
 def test_2000_calls_at_100_per_second() -> None:
     r = Rig(t1=0.5)
     with r.hatif:

@@ -14,7 +14,7 @@ from peers import Sipp
 from overload import CONFIG as OVERLOAD_CONFIG
 from overload import Rig
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.alone]
 
 
 def drain_rig(drain_seconds: float) -> Rig:

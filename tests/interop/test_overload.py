@@ -15,7 +15,7 @@ import pytest
 
 from overload import Rig, capacity
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.alone]
 
 
 def test_four_times_capacity_sheds_load_and_recovers() -> None:

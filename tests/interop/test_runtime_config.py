@@ -149,13 +149,15 @@ def test_objects_created_through_the_api_take_the_next_call(hatif: RunningHatif,
         """A changed queue gives the tenant a new ACD; the agent's state (here not ready) goes with it."""
         old = hatif.h.services.acd["default"]
         assert hatif.wait_idle(15)["calls"] == 0
-        assert hatif.call(old.set_not_ready, "a1", "break")
         with httpx.Client(base_url=api, headers=admin, timeout=10) as http:
+            r = http.put("/agents/a1/state", json={"state": "not_ready", "reason": "break"})
+            assert r.status_code == 200, r.text
             assert http.put("/config/queues/line", json={**QUEUE, "ring_timeout": 6}).status_code == 200
-        new = hatif.h.services.acd["default"]
-        assert new is not old and new.settings["line"].ring_timeout == 6
-        assert hatif.call(lambda: new.router.agent_state("a1")).value == "not_ready"
-        assert hatif.call(new.set_ready, "a1")
+            new = hatif.h.services.acd["default"]
+            assert new is not old and new.settings["line"].ring_timeout == 6
+            shown = http.get("/agents/a1").json()  # the new ACD answers, the agent's state kept
+            assert (shown["state"], shown["reason"]) == ("not_ready", "break"), shown
+            assert http.put("/agents/a1/state", json={"state": "available"}).status_code == 200
 
     results = asyncio.run(run())
     for result in results:

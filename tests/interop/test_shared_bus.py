@@ -92,6 +92,8 @@ def node(url: str, space: str, journal: Path, uac: int, uas: int) -> RunningHati
                                       uac=uac, uas=uas))
 
 
+@pytest.mark.slow
+@pytest.mark.alone
 def test_calls_through_one_server_reach_the_other_within_100_ms(shared: tuple[str, str], tmp_path: Path) -> None:
     url, space = shared
     uac, uas = free_port(tcp=False), free_port(tcp=False)

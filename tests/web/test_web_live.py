@@ -142,3 +142,17 @@ def test_refused_clients_are_told_why(store: Store, token: str | None, query: st
 
     got_code, got_reason = run(store, scenario)
     assert got_code == code and got_reason.startswith(reason), (got_code, got_reason)
+
+
+def test_an_events_text_is_made_once_and_never_given_to_another_event() -> None:
+    from hatif.events import QueueEntered
+    from hatif.web.live import _Texts
+
+    texts = _Texts(size=2)
+    a = QueueEntered(tenant="acme", at=1.0, queue="sales", call_id="c-1", seq=1)
+    b = QueueEntered(tenant="acme", at=2.0, queue="sales", call_id="c-2", seq=1)  # same number, another bus
+    first = texts.of(a)
+    assert texts.of(a) is first and '"c-1"' in first
+    assert '"c-2"' in texts.of(b)
+    texts.of(QueueEntered(tenant="acme", at=3.0, queue="sales", call_id="c-3", seq=2))
+    assert texts.of(a) == first  # fell out of the cache: made again, the same

@@ -19,9 +19,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from agents_port import RouterPort
 from fastapi.testclient import TestClient
 from people_world import FAST_HASHER, PASSWORD, PEOPLE
 
+from hatif.acd.states import StateRules
 from hatif.center import Center
 from hatif.config import parse_config
 from hatif.people import PeopleService, PeopleStore
@@ -48,7 +50,7 @@ CENTER = "tenants:\n  - {name: acme, queues: [{name: q-acme}]}\n  - {name: globe
 @dataclass(frozen=True)
 class Endpoint:
     method: str
-    path: str  # {call}, {message}, {user}, {token}: an object of the tenant acting (or of the other one)
+    path: str  # {call}, {message}, {user}, {token}, {agent}: an object of the tenant acting (or the other's)
     allowed: frozenset[str]
     body: dict[str, Any] | list[Any] | None = None
     missing: str | None = None  # the 404 message for an object not in the tenant, when the path names one
@@ -81,6 +83,11 @@ ENDPOINTS = [
     Endpoint("DELETE", "/api/v1/users/{user}/tokens/{token}", PEOPLE_ADMINS,
              missing="no token {token} of user {user}"),
     Endpoint("GET", "/api/v1/audit", PEOPLE_ADMINS),
+    Endpoint("GET", "/api/v1/agents", EVERYONE),
+    Endpoint("GET", "/api/v1/agents/{agent}", EVERYONE, missing="no agent '{agent}'"),
+    # An agent sets only its own state (tests/web/test_web_agents.py); {agent} is another agent.
+    Endpoint("PUT", "/api/v1/agents/{agent}/state", RECORDS_READERS, {"state": "logged_in"},
+             missing="no agent '{agent}'"),
     Endpoint("GET", "/api/v1/config/queues", CONFIG_READERS),
     Endpoint("GET", "/api/v1/config/queues/{queue}", CONFIG_READERS, missing="no queue '{queue}'"),
     Endpoint("PUT", "/api/v1/config/queues/{queue}", CONFIG_ADMINS, {"strategy": "round_robin"}),
@@ -137,7 +144,7 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Template:
             token = people.create_token(tenant, users[target].id, "old", None)
             assert token is not None
             template.objects[tenant] = {"call": call_id, "message": str(message), "user": str(users[target].id),
-                                        "token": str(token.token.id), "queue": f"q-{tenant}"}
+                                        "token": str(token.token.id), "agent": target, "queue": f"q-{tenant}"}
         asyncio.run(Center(parse_config(CENTER), ConfigRows(store)).start())  # the tenants' configuration rows
     return template
 
@@ -151,9 +158,11 @@ def client(template: Template, tmp_path: Path) -> Iterator[TestClient]:
             write_wav(wav)
     with Store(path=path) as store:
         people = PeopleService(PeopleStore(store.engine), Passwords(FAST_HASHER), tenants=["acme", "globex"])
+        agents = {"acme": RouterPort({"amal": ("sales",), "tara": ("sales",)}, StateRules(("break",))),
+                  "globex": RouterPort({"gus": ("help",)}, StateRules())}
         center = Center(parse_config(CENTER), ConfigRows(store), audit=people.audit)
         asyncio.run(center.start())
-        with TestClient(create_api(store, TOKENS, people=people, config=center)) as client:
+        with TestClient(create_api(store, TOKENS, people=people, agents=agents, config=center)) as client:
             yield client
 
 

@@ -30,6 +30,7 @@ from .model import (
     InvalidAgentTransition,
     InvalidCallState,
     LanguageMode,
+    MissedInARow,
     MoveToQueue,
     Offer,
     Overflow,
@@ -55,7 +56,7 @@ from .model import (
     UnknownQueue,
     WidenSkills,
 )
-from .router import CallPhase, QueueStatus, Router
+from .router import AgentStatus, CallPhase, QueueStatus, Router
 
 __all__ = [
     "AGENT_TRANSITIONS",
@@ -65,6 +66,7 @@ __all__ = [
     "AgentProfile",
     "AgentState",
     "AgentStateChanged",
+    "AgentStatus",
     "AgentTrigger",
     "CallAbandoned",
     "CallAnswered",
@@ -84,6 +86,7 @@ __all__ = [
     "InvalidAgentTransition",
     "InvalidCallState",
     "LanguageMode",
+    "MissedInARow",
     "MoveToQueue",
     "Offer",
     "Overflow",

@@ -83,7 +83,8 @@ class AgentTrigger(enum.Enum):
     OFFER = "offer"
     ANSWER = "answer"
     REJECT = "reject"
-    RING_TIMEOUT = "ring_timeout"
+    RING_TIMEOUT = "ring_timeout"  # the offer rang out, the agent's last allowed miss in a row
+    MISS = "miss"  # the offer rang out, with misses in a row left before the agent is made not ready
     CANCEL_OFFER = "cancel_offer"
     HANG_UP = "hang_up"
     WRAPUP_DONE = "wrapup_done"
@@ -104,6 +105,7 @@ AGENT_TRANSITIONS: Final[Mapping[tuple[AgentState, AgentTrigger], AgentState]] =
     (_S.RINGING, _T.ANSWER): _S.ON_CALL,
     (_S.RINGING, _T.REJECT): _S.NOT_READY,
     (_S.RINGING, _T.RING_TIMEOUT): _S.NOT_READY,
+    (_S.RINGING, _T.MISS): _S.AVAILABLE,
     (_S.RINGING, _T.CANCEL_OFFER): _S.AVAILABLE,
     (_S.RINGING, _T.LOG_OUT): _S.LOGGED_OUT,
     (_S.ON_CALL, _T.HANG_UP): _S.AFTER_CALL_WORK,
@@ -123,6 +125,7 @@ REJECTED: Final = "rejected"
 
 TRIGGER_REASONS: Final[Mapping[AgentTrigger, str]] = MappingProxyType({
     _T.RING_TIMEOUT: MISSED,
+    _T.MISS: MISSED,
     _T.REJECT: REJECTED,
 })
 """The reason recorded for a trigger when the caller gives none (otherwise the trigger's own name)."""
@@ -457,10 +460,23 @@ class CallbackFailed:
     at: float
 
 
+@dataclass(frozen=True, slots=True)
+class MissedInARow:
+    """`agent` let the offer of `call_id` ring out: the `in_a_row`-th offer missed since it last answered one.
+
+    At the router's `missed_limit` the agent is made NOT_READY `MISSED`; below it, AVAILABLE again."""
+
+    agent: str
+    call_id: str
+    queue: str
+    in_a_row: int
+    at: float
+
+
 QueueEvent = (CallEntered | CallRejected | CallOffered | CallAnswered | CallAbandoned | CallCompleted
               | CallTransferred | CallOverflowed | CallExited | RequirementsWidened | CallbackRequested
               | CallbackMade | CallbackAnswered | CallbackFailed)
-RouterEvent = AgentStateChanged | QueueEvent
+RouterEvent = AgentStateChanged | MissedInARow | QueueEvent
 
 
 # --- actions: what the shell must do ----------------------------------------------------------------

@@ -56,6 +56,7 @@ from .model import (
     InvalidAgentTransition,
     InvalidCallState,
     LanguageMode,
+    MissedInARow,
     MoveToQueue,
     Offer,
     Overflow,
@@ -97,6 +98,25 @@ class _Timer(enum.Enum):
     MAX_WAIT = "max_wait"
     STICKY = "sticky"
     WRAPUP = "wrapup"
+
+
+@dataclass(frozen=True, slots=True)
+class AgentStatus:
+    """An agent at one moment, for the desk, the supervisor's board and the API.
+
+    `since` is when the state began (the router's clock); `wrapup_until` is when after-call work ends (None:
+    not in wrap-up, or wrap-up until the agent says done); `pending_reason` is a break asked for during a call,
+    which starts when the call (and its wrap-up) is over."""
+
+    agent: str
+    state: AgentState
+    reason: str
+    since: float
+    queues: tuple[str, ...]
+    wrapup_queue: str | None = None
+    wrapup_until: float | None = None
+    pending_reason: str | None = None
+    missed_in_a_row: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,9 +187,9 @@ class _Queue:
 
 
 class _Agent:
-    __slots__ = ("agent_id", "answered", "call", "idle_since", "penalties", "pending_reason", "pooled",
+    __slots__ = ("agent_id", "answered", "call", "idle_since", "missed", "penalties", "pending_reason", "pooled",
                  "pools", "profile", "queue_pools", "reason", "reserved", "since", "sources", "state",
-                 "wrapup_timer", "wrapup_until")
+                 "wrapup_queue", "wrapup_timer", "wrapup_until")
 
     def __init__(self, profile: AgentProfile, now: float) -> None:
         self.profile = profile
@@ -190,6 +210,8 @@ class _Agent:
         self.answered: dict[str, int] = {}
         self.wrapup_timer = 0
         self.wrapup_until = 0.0
+        self.wrapup_queue = ""
+        self.missed = 0  # offers rung out since the agent last answered one (or was made not ready for it)
 
 
 class _Call:
@@ -231,9 +253,16 @@ class Router:
     """Agents, queues and the calls between them. See the module docstring for the contract.
 
     `rng` draws agents for `Strategy.RANDOM` queues; pass a seeded `random.Random` to replay a run.
+    `missed_limit` is how many offers in a row an agent may let ring out before being made NOT_READY
+    (`MISSED`); below it a missed offer (`MissedInARow`) leaves the agent AVAILABLE, the call going to the next
+    agent first. Answering an offer starts the count again.
     """
 
-    def __init__(self, queues: Iterable[QueueConfig], rng: random.Random | None = None) -> None:
+    def __init__(self, queues: Iterable[QueueConfig], rng: random.Random | None = None,
+                 missed_limit: int = 1) -> None:
+        if missed_limit < 1:
+            raise ValueError(f"missed_limit must be at least 1, not {missed_limit}")
+        self.missed_limit = missed_limit
         self._rng = rng if rng is not None else random.Random(0)
         self._queues: dict[str, _Queue] = {}
         for config in queues:
@@ -416,6 +445,7 @@ class Router:
         if not call.ringing:
             call.ring_timer = 0
         self._change(a, AgentTrigger.ANSWER, now, out)
+        a.missed = 0
         self._connect(call, a, now)
         out.append(CallAnswered(call_id, call.queue.name, agent_id, now - call.entered_at, now))
         freed = self._cancel_offer(call, "answered elsewhere", now, out)
@@ -427,7 +457,8 @@ class Router:
         return self._offer_failed(call_id, agent_id, AgentTrigger.REJECT, now)
 
     def offer_timeout(self, call_id: str, agent_id: str, now: float) -> list[RouterOutput]:
-        """The agent's phone rang out before the router's own ring timeout: NOT_READY "missed", next agent."""
+        """The agent's phone rang out before the router's own ring timeout: a miss (NOT_READY "missed" at the
+        `missed_limit`), and the call goes to the next agent."""
         return self._offer_failed(call_id, agent_id, AgentTrigger.RING_TIMEOUT, now)
 
     def _offer_failed(self, call_id: str, agent_id: str, trigger: AgentTrigger, now: float) -> list[RouterOutput]:
@@ -439,11 +470,17 @@ class Router:
         out: list[RouterOutput] = []
         call.ringing.remove(a)
         a.call = None
-        self._change(a, trigger, now, out)
-        a.pending_reason = None
+        if trigger is AgentTrigger.RING_TIMEOUT:
+            available = self._missed(a, call, now, out)
+        else:
+            available = False
+            self._change(a, trigger, now, out)
+            a.pending_reason = None
         if not call.ringing:
             call.ring_timer = 0
             self._back_in_line(call, now, out)
+        if available:
+            self._became_available(a, now, out)
         return out
 
     def call_ended(self, call_id: str, now: float, transferred_to: str | None = None) -> list[RouterOutput]:
@@ -555,6 +592,17 @@ class Router:
     def agent_state(self, agent_id: str) -> AgentState:
         a = self._agents.get(agent_id)
         return AgentState.LOGGED_OUT if a is None else a.state
+
+    def agent_status(self, agent_id: str) -> AgentStatus:
+        """The agent's state, reason, queues and wrap-up; a logged-out agent has no queues."""
+        a = self._agents.get(agent_id)
+        if a is None:
+            return AgentStatus(agent_id, AgentState.LOGGED_OUT, "", 0.0, ())
+        wrapping = a.state is AgentState.AFTER_CALL_WORK
+        return AgentStatus(a.agent_id, a.state, a.reason, a.since, tuple(a.penalties),
+                           wrapup_queue=a.wrapup_queue if wrapping else None,
+                           wrapup_until=a.wrapup_until if wrapping and a.wrapup_timer else None,
+                           pending_reason=a.pending_reason, missed_in_a_row=a.missed)
 
     def agent_call(self, agent_id: str) -> str | None:
         """The call the agent is ringing with or talking on."""
@@ -691,9 +739,23 @@ class Router:
         self._change(a, AgentTrigger.WRAPUP_DONE, now, out)
         self._became_available(a, now, out)
 
+    def _missed(self, a: _Agent, call: _Call, now: float, out: list[RouterOutput]) -> bool:
+        """Counts a rung-out offer: at the limit the agent is NOT_READY `MISSED` (False), below it AVAILABLE
+        again (True: `_became_available` is due, once the call has gone on to the next agent)."""
+        a.missed += 1
+        in_a_row = a.missed
+        limit = in_a_row >= self.missed_limit
+        self._change(a, AgentTrigger.RING_TIMEOUT if limit else AgentTrigger.MISS, now, out)
+        out.append(MissedInARow(a.agent_id, call.call_id, call.queue.name, in_a_row, now))
+        if limit:
+            a.missed = 0
+            a.pending_reason = None
+        return not limit
+
     def _hang_up(self, a: _Agent, q: _Queue, now: float, out: list[RouterOutput]) -> None:
         a.call = None
         self._change(a, AgentTrigger.HANG_UP, now, out)
+        a.wrapup_queue = q.name
         wrapup = q.config.wrapup
         if wrapup == 0:
             self._end_wrapup(a, now, out)
@@ -989,11 +1051,14 @@ class Router:
             agents = call.ringing
             call.ringing = []
             out.append(CancelOffer(call.call_id, tuple(a.agent_id for a in agents), "ring timeout"))
+            again: list[_Agent] = []
             for a in agents:
                 a.call = None
-                self._change(a, AgentTrigger.RING_TIMEOUT, when, out)
-                a.pending_reason = None
+                if self._missed(a, call, when, out):
+                    again.append(a)
             self._back_in_line(call, when, out)
+            for a in again:
+                self._became_available(a, when, out)
         elif kind is _Timer.CALLBACK:
             call.ring_timer = 0
             self._callback_failed(call, "timeout", when, out)
@@ -1007,4 +1072,4 @@ class Router:
             self._release_reservation(call, when, out)
 
 
-__all__ = ["CallPhase", "QueueStatus", "Router"]
+__all__ = ["AgentStatus", "CallPhase", "QueueStatus", "Router"]

@@ -10,6 +10,14 @@ the first to answer is bridged to the caller; a phone that rings out or refuses 
 Every router event goes to the queue log in the store (`QueueLogEntry`), with wall-clock times, and agent
 state changes are kept for the summary. The router's deadlines (ring timeout, wrap-up, overflow, maximum
 wait, callbacks) are served by one asyncio timer.
+
+Agent work states asked for by people (`request`, checked by `hatif.acd.states`) are events: with `publish`
+set (the outbox's `emit`), a request becomes `agent.state.requested` on the `agents` stream, and every node,
+this one too, applies it to its own router when the bus delivers it (`on_event`), so all nodes apply every
+request in the stream's one order and agree. The node that took the request (`origin`) reports what its
+router did (`agent.state`, the queue log); the others apply it quietly. When the router itself makes an agent
+not ready (offers missed or rejected), that too is published as a request by "acd", for the other nodes.
+Without `publish` (a single process, tests) requests apply at once.
 """
 
 from __future__ import annotations
@@ -21,11 +29,12 @@ import math
 import random
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from .. import events as ev
 from ..calls.api import Channel, Hangup, Outcome
 from ..calls.call import Call, first
 from ..calls.control import CallControl
@@ -35,7 +44,10 @@ from ..media import prompts as tones
 from ..store.batch import BatchWriter
 from ..store.records import QueueLogEntry, RecordStore
 from . import prompts
+from . import states as rules_
 from .model import (
+    MISSED,
+    REJECTED,
     AgentState,
     AgentStateChanged,
     CallAbandoned,
@@ -53,6 +65,7 @@ from .model import (
     CallTransferred,
     CancelOffer,
     InvalidAgentTransition,
+    MissedInARow,
     Offer,
     Overflow,
     PlaceCallback,
@@ -62,13 +75,27 @@ from .model import (
     RoutingError,
     ToVoicemail,
 )
+from .ports import AgentView
 from .router import Router
 from .settings import AgentSettings, QueueSettings, agent_profile, memberships, queue_config
 from .snapshot import AcdSnapshot, AgentSnapshot, QueueSnapshot
+from .states import StateRefused, StateRequest, StateRules, WorkState
 
 log = logging.getLogger(__name__)
 
 VoicemailFn = Callable[[Channel, str], Any]
+Publish = Callable[[ev.Event], "asyncio.Future[ev.Event]"]
+
+_REQUESTED_STATES: dict[WorkState, tuple[AgentState, ...]] = {
+    WorkState.LOGGED_IN: (AgentState.AVAILABLE, AgentState.NOT_READY),
+    WorkState.AVAILABLE: (AgentState.AVAILABLE,),
+    WorkState.NOT_READY: (AgentState.NOT_READY,),
+    WorkState.LOGGED_OUT: (AgentState.LOGGED_OUT,),
+}
+"""The states a request itself puts the agent in: on a node that is not its origin, these changes are applied
+without being reported again (the origin reports them); what follows from them there (an offer) is reported."""
+APPLY_WAIT = 2.0
+"""Seconds `request` waits for its event to come back from the log and be applied here."""
 
 
 @dataclass
@@ -105,17 +132,26 @@ class AcdService:
                  voicemail: VoicemailFn | None = None,
                  vip: Callable[[str, str], bool] | None = None, reasons: tuple[str, ...] = (),
                  seed: int | None = None, linger: float = 0.02,
-                 spill: Callable[[list[QueueLogEntry]], object] | None = None) -> None:
+                 spill: Callable[[list[QueueLogEntry]], object] | None = None,
+                 rules: StateRules | None = None, publish: Publish | None = None, node: str = "") -> None:
         self.control = control
         self.tenant = tenant
         self.loop = control.loop
         self.settings: dict[str, QueueSettings] = {q.name: q for q in queues}
         self.agents: dict[str, AgentSettings] = {a.user: a for a in agents}
-        self.router = Router([queue_config(q) for q in queues], random.Random(seed))
+        self.rules = rules if rules is not None else StateRules(reasons)
+        self.router = Router([queue_config(q) for q in queues], random.Random(seed),
+                             missed_limit=self.rules.missed_in_a_row)
+        self.publish = publish
+        self.node = node
+        self.by: str | None = None
+        """Who asked for the change being applied (None: the router's own, or calls); read by the listeners."""
+        self.applied = 0  # the sequence number of the last `agent.state.requested` applied here
+        self._applied = asyncio.Event()
+        self._quiet: tuple[str, tuple[AgentState, ...]] | None = None
         self.store = store
         self.voicemail = voicemail
         self.vip = vip
-        self.reasons = reasons
         self.waiting: dict[str, _Waiting] = {}
         self.offers: dict[tuple[str, str], SipLeg] = {}
         self.stats: dict[str, _QueueStats] = {q.name: _QueueStats() for q in queues}
@@ -127,6 +163,102 @@ class AcdService:
         self._pending_log: list[QueueLogEntry] = []
         self._wall0 = time.time() - self.loop.time()
         self.listeners: list[Callable[[RouterOutput, float], None]] = []  # (event, wall-clock time at loop 0)
+
+    # -- agent work states (people's requests) ---------------------------------------------------------
+
+    def agent_names(self) -> tuple[str, ...]:
+        return tuple(self.agents)
+
+    def view(self, agent: str) -> AgentView | None:
+        """The agent's state now, with wall-clock times; None when the tenant has no such agent."""
+        if agent not in self.agents:
+            return None
+        status = self.router.agent_status(agent)
+        info = self.agent_info.get(agent)
+        since = status.since if status.state is not AgentState.LOGGED_OUT or info is None else info.since
+        remaining = (max(0.0, round(status.wrapup_until - self.loop.time(), 3))
+                     if status.wrapup_until is not None else None)
+        return AgentView(agent, status.state.value, status.reason or None, round(self._wall0 + since, 3),
+                         status.queues, status.wrapup_queue, remaining, status.pending_reason,
+                         status.missed_in_a_row)
+
+    def _check(self, request: StateRequest) -> StateRequest:
+        agent = self.agents.get(request.agent)
+        member = tuple(m.queue for m in agent.queues) if agent is not None else None
+        return rules_.check(request, self.rules, member, self.router.agent_state(request.agent))
+
+    async def request(self, request: StateRequest) -> AgentView:
+        """Check `request` (`StateRefused` names the problem), then apply it: at once without `publish`, else
+        as an event every node applies; answers the agent's state once this node has applied it. The store's
+        error, when the event could not be written, is raised: nothing changed anywhere."""
+        checked = self._check(request)
+        if self.publish is None:
+            self._apply_request(checked, quiet=False)
+        else:
+            stored = await self.publish(self._event(checked))
+            await self._until_applied(stored.seq)
+        view = self.view(checked.agent)
+        assert view is not None
+        return view
+
+    def _event(self, r: StateRequest) -> ev.AgentStateRequested:
+        return ev.AgentStateRequested(tenant=self.tenant, at=time.time(), agent=r.agent, state=r.state.value,
+                                      reason=r.reason, queues=r.queues, by=r.by, origin=self.node)
+
+    async def _until_applied(self, seq: int) -> None:
+        deadline = self.loop.time() + APPLY_WAIT
+        while self.applied < seq and self.loop.time() < deadline:  # bounded: APPLY_WAIT seconds
+            self._applied.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._applied.wait(), max(0.0, deadline - self.loop.time()))
+        if self.applied < seq:
+            log.warning("agent state request not applied in time", extra={"fields": {
+                "tenant": self.tenant, "seq": seq, "applied": self.applied}})
+
+    def on_event(self, event: ev.Event) -> None:
+        """A bus listener: apply the tenant's `agent.state.requested` events, each once, in order."""
+        self._take(event, replayed=False)
+
+    def replay(self, events: Iterable[ev.Event]) -> None:
+        """Apply requests committed before this node started (the log's), quietly: they were reported then."""
+        for event in events:
+            self._take(event, replayed=True)
+
+    def _take(self, event: ev.Event, *, replayed: bool) -> None:
+        if not isinstance(event, ev.AgentStateRequested) or event.tenant != self.tenant or event.seq <= self.applied:
+            return
+        try:
+            request = StateRequest(event.agent, WorkState(event.state), event.by or "", event.reason, event.queues)
+            self._apply_request(request, quiet=replayed or event.origin != self.node)
+        except (RoutingError, ValueError) as e:
+            # This node's router does not allow it (the agent is on a call here, or an unknown agent or state).
+            log.info("agent state request not applied here", extra={"fields": {
+                "tenant": self.tenant, "agent": event.agent, "state": event.state, "why": str(e)}})
+        finally:
+            self.applied = event.seq
+            self._applied.set()
+
+    def _apply_request(self, request: StateRequest, *, quiet: bool) -> None:
+        settings = self.agents.get(request.agent)
+        if settings is None:
+            raise StateRefused("unknown_agent", f"no agent {request.agent!r}")
+        profile = agent_profile(settings, self._language(request.agent))
+        out = rules_.apply(self.router, request, profile, tuple(memberships(settings)), self.loop.time())
+        self.by = None if request.by == request.agent else request.by
+        self._quiet = (request.agent, _REQUESTED_STATES[request.state]) if quiet else None
+        try:
+            self._apply(out)
+        finally:
+            self.by = None
+            self._quiet = None
+
+    def _share_router_pause(self, event: AgentStateChanged) -> None:
+        """The router made an agent not ready (missed or rejected offers): the other nodes are asked to follow."""
+        if self.publish is None or self._quiet is not None or event.reason not in (MISSED, REJECTED):
+            return
+        request = StateRequest(event.agent, WorkState.NOT_READY, "acd", event.reason)
+        self.publish(self._event(request)).add_done_callback(
+            lambda f: f.cancelled() or f.exception())  # a failure is logged by the outbox
 
     # -- agents ---------------------------------------------------------------------------------------
 
@@ -168,7 +300,7 @@ class AcdService:
 
     def set_not_ready(self, user: str, reason: str) -> bool:
         """Not ready for `reason`, one of the tenant's reason codes (break, lunch ...)."""
-        if self.reasons and reason not in self.reasons:
+        if self.rules.reasons and reason not in self.rules.reasons:
             return False
         return self._agent_change(lambda: self.router.agent_set_not_ready(user, reason, self.loop.time()))
 
@@ -350,7 +482,14 @@ class AcdService:
             w.done.set_result(result)
 
     def _note(self, event: RouterOutput) -> None:
-        """Statistics, agent states and the queue log; the listeners get every router event."""
+        """Statistics, agent states and the queue log; the listeners get every router event (but the state
+        changes of another node's request, which that node reports)."""
+        quiet = self._quiet
+        if (quiet is not None and isinstance(event, AgentStateChanged) and event.agent == quiet[0]
+                and event.new in quiet[1]):
+            info = self.agent_info.setdefault(event.agent, _AgentInfo())
+            info.state, info.reason, info.since = event.new, event.reason, event.at
+            return
         for listener in self.listeners:
             try:
                 listener(event, self._wall0)
@@ -359,6 +498,8 @@ class AcdService:
         if isinstance(event, AgentStateChanged):
             info = self.agent_info.setdefault(event.agent, _AgentInfo())
             info.state, info.reason, info.since = event.new, event.reason, event.at
+            if event.new is AgentState.NOT_READY and event.old is AgentState.RINGING:
+                self._share_router_pause(event)
             log.info("agent state", extra={"fields": {"tenant": self.tenant, "agent": event.agent,
                                                       "state": event.new.value, "reason": event.reason}})
             # Agent states go to the log too (queue ""), the source of occupancy and not-ready reports.
@@ -409,6 +550,8 @@ class AcdService:
             entry.agent, entry.data = event.agent, {"reason": event.reason}
         elif isinstance(event, RequirementsWidened):
             entry.data = {"level": str(event.level)}
+        elif isinstance(event, MissedInARow):
+            entry.agent, entry.data = event.agent, {"in_a_row": str(event.in_a_row)}
         self._pending_log.append(entry)
 
     def _wall(self, at: float) -> datetime:

@@ -2,7 +2,13 @@
 
 `Call` implements `hatif.calls.api.Channel` for its caller (answer, play, say, collect, record, connect,
 hang up) and adds what supervisors, queues and agents need: bridge two legs, hold and resume with music,
-blind and attended transfer, conferences. Each state change is an event (`CallControl.emit`).
+blind and attended transfer, conferences. Each state change is an event (`Call.emit`, into its host's log).
+
+Who is bridged with whom, who waits aside while an agent consults, who is being transferred and who sits in
+a conference is the call's state machine (`calls.state.CallMachine`, legs named by their ids); `Call` is the
+shell that feeds it (the API's requests, what its legs report as `LegListener`) and executes its commands in
+`_run`'s one `match`: media bridges and recordings, music and ringback, hanging legs up, conference mixes.
+It reaches its owner only through `CallHost`, the few things call control provides.
 
 How a call ends: when the caller's leg ends, every other leg is hung up; when a leg bridged to the caller
 ends, the caller is left alone (the application that connected them decides what follows: a direct
@@ -18,21 +24,33 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from ..media import prompts as tones
-from ..media.engine import Bridge, Mix
-from ..sip.message import Request, make_response
-from ..sip.uri import URI
+from ..media.engine import Bridge, MediaEngine, Mix
+from ..media.prompts import PromptCache
 from ..store.records import CallRecord, LegRecord
 from .api import EndedBy, Hangup, Outcome, Recorded, Samples
 from .leg import LegState, SipLeg
-
-if TYPE_CHECKING:
-    from ..sip.server import ServerTx
-    from .control import CallControl
+from .state import (
+    BridgeLegs,
+    CallCommand,
+    CallMachine,
+    CallOver,
+    Changed,
+    Emit,
+    HangupLeg,
+    JoinRoom,
+    LeaveRoom,
+    LegPhase,
+    PlayMusic,
+    PlayRingback,
+    Refused,
+    StopPlaying,
+    Unbridge,
+)
 
 log = logging.getLogger(__name__)
 
@@ -53,12 +71,36 @@ class Conference:
     mix: Mix | None = None
 
 
+class CallHost(Protocol):
+    """What a call needs of its owner (`calls.control.CallControl`): the loop, media and prompts, placing
+    legs, the event log, conference rooms, and being told what ended."""
+
+    loop: asyncio.AbstractEventLoop
+    media: MediaEngine
+    prompts: PromptCache
+    record: bool
+    recordings: Path
+    conferences: dict[tuple[str, str], Conference]
+
+    def emit(self, call: Call, kind: str, leg: SipLeg | None = None, **data: object) -> None: ...
+    def dial(self, call: Call, target: str, *, timeout: float | None = None, caller_id: str | None = None,
+             prefer: str | None = None) -> SipLeg | Outcome: ...
+    def spawn(self, coro: Any) -> asyncio.Task[Any]: ...
+    def conference(self, tenant: str, name: str) -> Conference: ...
+    def remix(self, room: Conference) -> None: ...
+    def detach(self, leg: SipLeg) -> None: ...
+    def caller_answered(self, leg: SipLeg) -> None: ...
+    def session_refresh_failed(self, leg: SipLeg, status: int) -> None: ...
+    def call_ended(self, call: Call) -> None: ...
+
+
 class Call:
     """One call, from the caller's INVITE (or an originated call) to the last leg's end."""
 
-    def __init__(self, control: CallControl, tenant: str, caller_number: str, caller_name: str | None,
+    def __init__(self, control: CallHost, tenant: str, caller_number: str, caller_name: str | None,
                  called_number: str, language: str) -> None:
         self.control = control
+        self.loop = control.loop  # the call's clock: loop.time(), as its legs'
         self.id = secrets.token_hex(8)
         self.tenant = tenant
         self.caller_number = caller_number
@@ -68,8 +110,10 @@ class Call:
         self.variables: dict[str, str] = {}
         self.caller: SipLeg | None = None
         self.legs: list[SipLeg] = []
-        self.partner: dict[SipLeg, SipLeg] = {}  # who each leg is bridged with
-        self.bridges: dict[SipLeg, Bridge] = {}
+        self.machine = CallMachine()
+        self._by_id: dict[str, SipLeg] = {}
+        self.bridges: dict[SipLeg, Bridge] = {}  # the media bridge of each bridged leg (both ways)
+        self._bridged_with: dict[SipLeg, SipLeg] = {}  # the other end of each media bridge
         self.recordings: list[tuple[Path, Bridge]] = []
         self.recording: Path | None = None
         self.recording_sha256: str | None = None
@@ -79,9 +123,7 @@ class Call:
         self.talk_seconds = 0.0
         self._bridged_at: dict[SipLeg, float] = {}
         self._changed: asyncio.Future[None] | None = None  # set when who-is-bridged-with-whom changes
-        self._transferring = 0
-        self.held_aside: dict[SipLeg, SipLeg] = {}  # agent -> the party waiting with music while it consults
-        self.started = control.loop.time()
+        self.started = self.loop.time()
         self.wall_started = time.time()
         self.finished = False
         self.digits_heard: list[str] = []
@@ -89,6 +131,70 @@ class Call:
 
     def __repr__(self) -> str:
         return f"<Call {self.id} {self.caller_number}->{self.called_number}>"
+
+    def add_leg(self, leg: SipLeg, *, caller: bool = False) -> None:
+        """A leg of this call (the caller's, or one placed for it), known to the machine by its id."""
+        self.legs.append(leg)
+        self._by_id[leg.id] = leg
+        self.machine.add_leg(leg.id, leg.party, caller=caller)
+        if caller:
+            self.caller = leg
+
+    @property
+    def partner(self) -> dict[SipLeg, SipLeg]:
+        """Who each leg is bridged with (both ways), as the machine has it."""
+        by_id = self._by_id
+        return {by_id[a]: by_id[b] for a, b in self.machine.partner.items()}
+
+    @property
+    def held_aside(self) -> dict[SipLeg, SipLeg]:
+        """Agent -> the party waiting with music while the agent consults."""
+        by_id = self._by_id
+        return {by_id[a]: by_id[b] for a, b in self.machine.held_aside.items()}
+
+    def partner_of(self, leg: SipLeg) -> SipLeg | None:
+        other = self.machine.partner.get(leg.id)
+        return None if other is None else self._by_id[other]
+
+    def emit(self, kind: str, leg: SipLeg | None = None, **data: object) -> None:
+        """A state change of this call, for the event log."""
+        self.control.emit(self, kind, leg, **data)
+
+    # -- executing the machine's commands -------------------------------------------------------------
+
+    def _run(self, commands: list[CallCommand]) -> Refused | None:
+        """Carry out what the machine said, in order; the refusal, when it refused."""
+        refused: Refused | None = None
+        by_id = self._by_id
+        for command in commands:
+            match command:
+                case BridgeLegs(a=a, b=b, record=record):
+                    self._bridge_media(by_id[a], by_id[b], record)
+                case Unbridge(leg=leg):
+                    self._unbridge_media(by_id[leg])
+                case PlayMusic(leg=leg):
+                    if not by_id[leg].ended:
+                        by_id[leg].media.play(tones.music_on_hold(), loop=True)
+                case PlayRingback(leg=leg):
+                    if not by_id[leg].ended:
+                        by_id[leg].media.play(ringback(), loop=True)
+                case StopPlaying(leg=leg):
+                    by_id[leg].media.stop_playing()
+                case HangupLeg(leg=leg, cause=cause):
+                    by_id[leg].hangup(cause)
+                case JoinRoom(leg=leg, room=name):
+                    self._join_room(by_id[leg], name)
+                case LeaveRoom(leg=leg, room=name):
+                    self._leave_room(by_id[leg], name)
+                case Emit(kind=kind, data=data, leg=leg):
+                    self.emit(kind, None if leg is None else by_id[leg], **data)
+                case Changed():
+                    self._signal()
+                case Refused():
+                    refused = command
+                case CallOver():
+                    self._finish()
+        return refused
 
     # -- Channel: the caller's side -------------------------------------------------------------------
 
@@ -128,7 +234,7 @@ class Call:
         if leg.ended:
             raise Hangup(self.id)
         leg.listen()
-        loop = self.control.loop
+        loop = self.loop
         done: asyncio.Future[None] = loop.create_future()
 
         def finished() -> None:
@@ -188,7 +294,7 @@ class Call:
         engine = self.control.media
         recorder = engine.record_leg(leg.media, path)
         self.control.emit(self, "record.started", leg, path=str(path))
-        loop = self.control.loop
+        loop = self.loop
         deadline = loop.time() + max_seconds
         ended_by: EndedBy = "max_length"
         while True:
@@ -251,11 +357,12 @@ class Call:
 
     async def wait_bridged(self, leg: SipLeg) -> None:
         """Wait while `leg` is bridged to someone (across transfers), until it or its last partner ends."""
+        machine = self.machine
         while not leg.ended:
-            partner = self.partner.get(leg)
-            if partner is None and not self._transferring and leg not in self.held_aside.values():
+            partner = self.partner_of(leg)
+            if partner is None and not machine.transferring and leg.id not in machine.held_aside.values():
                 return
-            changed = self._changed = self.control.loop.create_future()
+            changed = self._changed = self.loop.create_future()
             waits: list[asyncio.Future[Any]] = [leg.finished, changed]
             if partner is not None:
                 waits.append(partner.finished)
@@ -263,12 +370,16 @@ class Call:
 
     # -- bridges --------------------------------------------------------------------------------------
 
-    def bridge(self, a: SipLeg, b: SipLeg, record: bool | None = None) -> Bridge:
-        """Join two legs' audio (recorded when the configuration says so: `a` left, `b` right)."""
-        self.unbridge(a)
-        self.unbridge(b)
-        a.media.stop_playing()
-        b.media.stop_playing()
+    def bridge(self, a: SipLeg, b: SipLeg, record: bool | None = None) -> Bridge | None:
+        """Join two legs' audio (recorded when the configuration says so: `a` left, `b` right); None when
+        the machine refuses (a leg ended)."""
+        self._run(self.machine.bridge(a.id, b.id, self.loop.time(), record))
+        return self.bridges.get(a) if self._bridged_with.get(a) is b else None
+
+    def unbridge(self, leg: SipLeg) -> None:
+        self._run(self.machine.unbridge(leg.id, self.loop.time()))
+
+    def _bridge_media(self, a: SipLeg, b: SipLeg, record: bool | None) -> None:
         path: Path | None = None
         if record if record is not None else self.control.record:
             stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -281,28 +392,24 @@ class Call:
             if self.recording is None:
                 self.recording = path
         self.bridges[a] = self.bridges[b] = bridge
-        self.partner[a] = b
-        self.partner[b] = a
-        now = self.control.loop.time()
-        self._bridged_at[a] = now
-        self._signal()
-        self.control.emit(self, "call.bridged", a, other=b.id, party=b.party)
-        return bridge
+        self._bridged_with[a], self._bridged_with[b] = b, a
+        self._bridged_at[a] = self.loop.time()
+        self.emit("call.bridged", a, other=b.id, party=b.party)
 
     def _signal(self) -> None:
         changed = self._changed
         if changed is not None and not changed.done():
             changed.set_result(None)
 
-    def unbridge(self, leg: SipLeg) -> None:
-        other = self.partner.pop(leg, None)
+    def _unbridge_media(self, leg: SipLeg) -> None:
+        other = self._bridged_with.pop(leg, None)
         bridge = self.bridges.pop(leg, None)
         if other is not None:
-            self.partner.pop(other, None)
+            self._bridged_with.pop(other, None)
             self.bridges.pop(other, None)
             start = self._bridged_at.pop(leg, None) or self._bridged_at.pop(other, None)
             if start is not None:
-                self.talk_seconds += self.control.loop.time() - start
+                self.talk_seconds += self.loop.time() - start
         if bridge is not None:
             sha = bridge.close()
             for path, b in self.recordings:
@@ -310,8 +417,7 @@ class Call:
                     self.recording_sha256 = sha
                     if bridge.recorder is not None:
                         self.recorded_seconds = bridge.recorder.duration
-            self.control.emit(self, "call.unbridged", leg, other=other.id if other is not None else None)
-        self._signal()
+            self.emit("call.unbridged", leg, other=other.id if other is not None else None)
 
     # -- hold, transfer, conference -------------------------------------------------------------------
 
@@ -319,138 +425,96 @@ class Call:
         """Put a party on hold: re-INVITE with sendonly (RFC 3264 §8.4) and music on hold to it."""
         if leg.ended or leg.held:
             return False
-        accepted = await leg.reinvite("sendonly")
-        leg.held = True
-        if music and not leg.ended:
-            leg.media.play(tones.music_on_hold(), loop=True)
-        self.control.emit(self, "leg.held", leg, by="hatif", accepted=accepted)
+        accepted = await leg.hold()
+        if leg.held:  # held even when the party refused: Hatif's intent stands, a resume is still possible
+            self._run(self.machine.hold(leg.id, self.loop.time(), music))
         return accepted
 
     async def resume(self, leg: SipLeg) -> bool:
         if leg.ended or not leg.held:
             return False
-        leg.media.stop_playing()
-        accepted = await leg.reinvite("sendrecv")
-        leg.held = False
-        self.control.emit(self, "leg.resumed", leg, by="hatif", accepted=accepted)
-        return accepted
+        self._run(self.machine.resume(leg.id, self.loop.time()))
+        return await leg.resume()
 
     def on_remote_hold(self, leg: SipLeg, held: bool) -> None:
         """A party put us on hold from its phone: the one it talks to hears music meanwhile."""
-        other = self.partner.get(leg)
-        if other is None or other.ended:
-            return
-        if held:
-            other.media.play(tones.music_on_hold(), loop=True)
-        else:
-            other.media.stop_playing()
+        self._run(self.machine.party_hold(leg.id, held, self.loop.time()))
 
     async def transfer(self, leg: SipLeg, target: str, *, timeout: float | None = None) -> Outcome:
         """Blind transfer: `leg`'s partner is released and `leg` is connected to `target` instead."""
-        self._transferring += 1
-        try:
-            other = self.partner.get(leg)
-            if other is not None:
-                self.unbridge(leg)
-                other.hangup("transferred")
-            self.control.emit(self, "transfer", leg, target=target, how="blind")
-            new = self.control.dial(self, target, timeout=timeout, prefer=leg.codec)
-            if isinstance(new, str):
-                return new
-            leg.media.play(ringback(), loop=True)
-            await first(new.answered, new.finished, leg.finished)
-            leg.media.stop_playing()
-            if leg.ended:
-                new.hangup("cancelled")
-                return "cancelled"
-            if new.state is not LegState.ANSWERED:
-                return not_answered(new)
-            self.bridge(leg, new)
+        machine, loop = self.machine, self.loop
+        if self._run(machine.transfer(leg.id, target, loop.time())) is not None:
+            return "failed"
+        new = self.control.dial(self, target, timeout=timeout, prefer=leg.codec)
+        if isinstance(new, str):
+            self._run(machine.target_failed(leg.id, loop.time()))
+            return new
+        await first(new.answered, new.finished, leg.finished)
+        if new.state is LegState.ANSWERED and not leg.ended:
+            self._run(machine.target_answered(leg.id, new.id, loop.time()))
             return "answered"
-        finally:
-            self._transferring -= 1
-            self._signal()
+        self._run(machine.target_failed(leg.id, loop.time(), new.id))
+        return "cancelled" if leg.ended else not_answered(new)
 
     async def consult(self, agent: SipLeg, target: str, *, timeout: float | None = None) -> SipLeg | Outcome:
         """Attended transfer, first step: the agent's partner waits with music; the agent talks to `target`."""
-        held = self.partner.get(agent)
-        self._transferring += 1
-        try:
-            if held is not None:
-                self.unbridge(agent)
-                held.media.play(tones.music_on_hold(), loop=True)
-                self.held_aside[agent] = held
-            new = self.control.dial(self, target, timeout=timeout, prefer=agent.codec)
-            if isinstance(new, str):
-                return new
-            agent.media.play(ringback(), loop=True)
-            await first(new.answered, new.finished, agent.finished)
-            agent.media.stop_playing()
-            if new.state is not LegState.ANSWERED:
-                new.hangup("cancelled")
-                return not_answered(new)
-            self.bridge(agent, new)
-            self.control.emit(self, "transfer", agent, target=target, how="consult")
+        machine, loop = self.machine, self.loop
+        if self._run(machine.consult(agent.id, loop.time())) is not None:
+            return "failed"
+        new = self.control.dial(self, target, timeout=timeout, prefer=agent.codec)
+        if isinstance(new, str):
+            self._run(machine.consult_failed(agent.id, loop.time()))
             return new
-        finally:
-            self._transferring -= 1
+        await first(new.answered, new.finished, agent.finished)
+        if new.state is LegState.ANSWERED and not agent.ended:
+            self._run(machine.consult_answered(agent.id, new.id, target, loop.time()))
+            return new
+        self._run(machine.consult_failed(agent.id, loop.time(), new.id))
+        return not_answered(new)
 
     def complete_transfer(self, agent: SipLeg) -> bool:
         """Attended transfer, done: the waiting party and the consulted one talk; the agent leaves."""
-        held = self.held_aside.get(agent)
-        consulted = self.partner.get(agent)
-        if held is None or held.ended or consulted is None:
-            return False
-        del self.held_aside[agent]
-        self.unbridge(agent)
-        self.bridge(held, consulted)
-        agent.hangup("transferred")
-        self.control.emit(self, "transfer", held, how="attended", to=consulted.party)
-        return True
+        return self._run(self.machine.complete(agent.id, self.loop.time())) is None
 
     def cancel_consult(self, agent: SipLeg) -> bool:
         """Attended transfer, abandoned: the consulted party is released, the agent is back with the caller."""
-        held = self.held_aside.pop(agent, None)
-        consulted = self.partner.get(agent)
-        if consulted is not None:
-            self.unbridge(agent)
-            consulted.hangup("normal")
-        if held is None or held.ended:
-            self._signal()
-            return False
-        self.bridge(held, agent)
-        return True
+        return self._run(self.machine.cancel_consult(agent.id, self.loop.time())) is None
 
     def join_conference(self, leg: SipLeg, name: str) -> Conference:
         """Put a leg in a named conference of this tenant (created on first join)."""
-        self.unbridge(leg)
-        leg.media.stop_playing()
+        self._run(self.machine.join(leg.id, name, self.loop.time()))
+        return self.control.conferences.get((self.tenant, name)) or Conference(name, self.tenant)
+
+    def leave_conference(self, leg: SipLeg) -> None:
+        self._run(self.machine.leave(leg.id, self.loop.time()))
+
+    def _join_room(self, leg: SipLeg, name: str) -> None:
         room = self.control.conference(self.tenant, name)
         if leg not in room.members:
             room.members.append(leg)
         self.control.remix(room)
-        self.control.emit(self, "conference.joined", leg, conference=name, members=len(room.members))
-        return room
+        self.emit("conference.joined", leg, conference=name, members=len(room.members))
 
-    def leave_conference(self, leg: SipLeg) -> None:
-        for room in list(self.control.conferences.values()):
-            if leg in room.members:
-                room.members.remove(leg)
-                self.control.remix(room)
-                self.control.emit(self, "conference.left", leg, conference=room.name, members=len(room.members))
+    def _leave_room(self, leg: SipLeg, name: str) -> None:
+        room = self.control.conferences.get((self.tenant, name))
+        if room is not None and leg in room.members:
+            room.members.remove(leg)
+            self.control.remix(room)
+            self.emit("conference.left", leg, conference=room.name, members=len(room.members))
 
-    # -- what the legs report -------------------------------------------------------------------------
+    # -- what the legs report (LegListener) -----------------------------------------------------------
 
     def on_leg_progress(self, leg: SipLeg) -> None:
         """An outbound leg rings (or has early media) while the caller is not answered: tell the caller."""
         caller = self.caller
-        if caller is None or caller.ended or caller.state is LegState.ANSWERED or leg is caller:
+        if caller is None or leg is caller or caller.phase not in (LegPhase.CALLING, LegPhase.RINGING,
+                                                                   LegPhase.EARLY):
             return
-        if leg.state is LegState.EARLY:
-            if self.partner.get(caller) is not leg:
+        if leg.phase is LegPhase.EARLY:
+            if self.partner_of(caller) is not leg:
                 self.bridge(caller, leg, record=False)
             caller.ring(early_media=True)
-        elif caller.state is LegState.NEW:
+        elif caller.phase is LegPhase.CALLING:
             caller.ring()
 
     def on_leg_answered(self, leg: SipLeg) -> None:
@@ -458,46 +522,31 @@ class Call:
             self.control.caller_answered(leg)
 
     def on_leg_ended(self, leg: SipLeg) -> None:
-        self.leave_conference(leg)
-        consulted = self.partner.get(leg)
-        self.unbridge(leg)
-        held = self.held_aside.pop(leg, None)
-        if held is not None and not held.ended:
-            # The agent hung up while consulting: as on a desk phone, that completes the transfer.
-            if consulted is not None and not consulted.ended:
-                self.bridge(held, consulted)
-            else:
-                held.media.stop_playing()
-                self._signal()
-        for agent, waiting in list(self.held_aside.items()):
-            if waiting is leg:
-                del self.held_aside[agent]
-        if leg is self.caller:
-            for other in self.legs:
-                if other is not leg and not other.ended:
-                    other.hangup("normal" if leg.cause == "normal" else leg.cause)
-        if all(x.ended for x in self.legs):
-            self._finish()
+        self.control.detach(leg)
+        for key in ("dropped_source", "dropped_auth"):  # refused packets, in the CDR (and so the API)
+            if leg.rtp.get(key):
+                self.variables[f"rtp_{key}"] = str(int(self.variables.get(f"rtp_{key}", "0")) + leg.rtp[key])
+        self._run(self.machine.leg_ended(leg.id, leg.cause, self.loop.time()))
 
-    def on_refer(self, leg: SipLeg, request: Request, tx: ServerTx) -> None:
-        """A phone transfers its party blind (REFER, RFC 3515): 202, then the party is connected elsewhere."""
-        srv = self.control.server
-        refer_to = request.headers.get("Refer-To") or ""
-        target = _refer_target(refer_to)
-        other = self.partner.get(leg)
-        if target is None or other is None:
-            srv.respond(tx, make_response(request, 400 if target is None else 481,
-                                          "Bad Refer-To" if target is None else None))
-            return
-        srv.respond(tx, make_response(request, 202, "Accepted"))
+    def on_refer(self, leg: SipLeg, target: str) -> bool:
+        """A phone transfers its party blind (REFER, RFC 3515): taken (the leg answers 202) when it has a
+        party, who is then connected to `target`."""
+        other = self.partner_of(leg)
+        if other is None:
+            return False
 
         async def run() -> None:
             # One NOTIFY, final: the transfer is Hatif's to complete from here (the phone is released).
-            await self.control.notify_refer(leg, "SIP/2.0 200 OK")
+            await leg.notify_refer("SIP/2.0 200 OK")
             outcome = await self.transfer(other, target)
             log.info("refer", extra={"fields": {"call": self.id, "target": target, "outcome": outcome}})
 
         self.control.spawn(run())
+        return True
+
+    def on_refresh_failed(self, leg: SipLeg, status: int) -> None:
+        """Hatif's session refresh got 408 or 481 (or no answer): the dialog is gone (RFC 4028 §10)."""
+        self.control.session_refresh_failed(leg, status)
 
     # -- the end --------------------------------------------------------------------------------------
 
@@ -505,8 +554,8 @@ class Call:
         if self.finished:
             return
         self.finished = True
-        for leg in list(self.bridges):
-            self.unbridge(leg)
+        for leg in list(self._bridged_with):
+            self._unbridge_media(leg)
         self.control.call_ended(self)
 
     def wall(self, t: float | None) -> datetime | None:
@@ -555,15 +604,3 @@ def not_answered(leg: SipLeg) -> Outcome:
     """How an attempt that was not answered ended, as an application sees it."""
     return _NOT_ANSWERED.get(leg.cause, "failed")
 
-
-def _refer_target(refer_to: str) -> str | None:
-    """The number a REFER points at (`<sip:1002@host>` -> "1002"); None if it names no one we can dial."""
-    text = refer_to.strip()
-    if "<" in text and ">" in text:
-        text = text[text.index("<") + 1:text.index(">")]
-    text = text.split("?", 1)[0]
-    try:
-        uri = URI.parse(text)
-    except ValueError:
-        return None
-    return uri.user or None

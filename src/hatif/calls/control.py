@@ -45,7 +45,7 @@ from ..sip.message import Request, Response, make_response
 from ..sip.sdp import SdpError
 from ..sip.server import Caller, ServerTx, SipServer
 from ..sip.session_timer import TooSmall, uas_timer
-from ..sip.transaction import Action, DeliverResponse, ServerInviteTransaction
+from ..sip.transaction import ServerInviteTransaction
 from ..sip.transport import Peer
 from ..sip.uri import URI
 from ..store.records import CallRecord
@@ -53,7 +53,7 @@ from .api import CallEvent, Hangup, Outcome
 from .call import Call, Conference
 from .dialplan import Target
 from .guard import CallLimits, call_too_long, check_leg
-from .leg import LegState, MediaPolicy, SipLeg
+from .leg import LegContext, LegState, MediaPolicy, SipLeg
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +110,13 @@ class CallControl:
         self._setting_up: set[SipLeg] = set()  # inbound legs not yet answered or ended (admission counts them)
         self.ended_by: dict[str, int] = {"rtp_timeout": 0, "session_expired": 0, "max_duration": 0}
         self._sweep_timer: asyncio.TimerHandle | None = self.loop.call_later(self.limits.sweep, self._sweep)
+        timers = server.settings.timers
+        self.leg_context = LegContext(server, self.loop, media.settings.sdp_address, self.session_id,
+                                      self.limits.min_se, timers.t1, timers.t2, self.acknowledge, self._count_bye)
         server.handler = self
+
+    def _count_bye(self, delta: int) -> None:
+        self.pending_byes += delta
 
     # -- events ---------------------------------------------------------------------------------------
 
@@ -190,7 +196,7 @@ class CallControl:
             name = (from_uri.user if from_uri is not None else None) or caller.name
             display, language = request.from_.display, "en"
         call = Call(self, caller.tenant, name, display, number or "", language)
-        leg = SipLeg(self, call, "inbound", peer, media, name, request, tag,
+        leg = SipLeg(self.leg_context, call, "inbound", peer, media, name, request, tag,
                      self.media_policy(caller.tenant, caller.kind, caller.name))
         leg.server_tx = tx
         leg.set_session_timer(timer, we_are_uac=False)
@@ -201,8 +207,7 @@ class CallControl:
                 media.close()
                 srv.respond(tx, make_response(request, 488, f"Not Acceptable Here: {e}"[:120], to_tag=tag))
                 return
-        call.caller = leg
-        call.legs.append(leg)
+        call.add_leg(leg, caller=True)
         self.calls[call.id] = call
         self._legs[(request.call_id, tag)] = leg
         self._by_server_tx[id(tx)] = leg
@@ -322,10 +327,10 @@ class CallControl:
             return "failed"
         tag = new_tag()
         invite = self._invite(call, ruri, to_uri, peer, tag, caller_id)
-        leg = SipLeg(self, call, "outbound", peer, media, party, invite, tag, policy)
+        leg = SipLeg(self.leg_context, call, "outbound", peer, media, party, invite, tag, policy)
         invite.body = leg.offer_sdp(prefer)
         invite.headers.add("Content-Type", "application/sdp")
-        call.legs.append(leg)
+        call.add_leg(leg)
         self._legs[(invite.call_id, tag)] = leg
         self._by_out_call_id[invite.call_id] = leg
         log.debug("dialing", extra={"fields": {"call": call.id, "target": target}})
@@ -434,7 +439,7 @@ class CallControl:
         if cause in self.ended_by:
             self.ended_by[cause] += 1
         log.info("ending leg", extra={"fields": {"call": leg.call.id, "leg": leg.id, "cause": cause}})
-        self.emit(leg.call, "leg.timeout", leg, cause=cause)
+        leg.call.emit("leg.timeout", leg, cause=cause)
         leg.hangup(cause)
 
     def end_call(self, call: Call, cause: str) -> None:
@@ -508,26 +513,6 @@ class CallControl:
         if leg is not None and leg.dialog is not None:
             ack = leg.dialog.create_ack(leg.invite)
             self.server.send_ack(ack, leg.peer)
-
-    def notify_refer(self, leg: SipLeg, sipfrag: str) -> asyncio.Future[None]:
-        """RFC 3515 §2.4.4: tell the transferring phone how its REFER is going (message/sipfrag); the future
-        is done when the NOTIFY is answered (or timed out)."""
-        done: asyncio.Future[None] = self.loop.create_future()
-        dialog = leg.dialog
-        if dialog is None:
-            done.set_result(None)
-            return done
-        state = "terminated;reason=noresource" if sipfrag.endswith("200 OK") else "active;expires=60"
-        note = dialog.create_request("NOTIFY", sipfrag.encode(), [
-            ("Event", "refer"), ("Subscription-State", state), ("Content-Type", "message/sipfrag;version=2.0")])
-
-        def answered(action: Action) -> None:
-            if isinstance(action, DeliverResponse) and action.response.status < 200:
-                return
-            if not done.done():
-                done.set_result(None)
-        self.server.send_request(note, leg.peer, answered)
-        return done
 
     # -- counting -------------------------------------------------------------------------------------
 

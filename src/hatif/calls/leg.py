@@ -5,8 +5,13 @@ offers its own SDP to everyone it calls, so any leg can be bridged to any other,
 put in a conference, whatever happened to it before. An inbound leg is the caller's INVITE (Hatif is the UAS);
 an outbound leg is an INVITE Hatif sent (Hatif is the UAC).
 
-The leg is a thin shell over the sans-IO SIP pieces (`Dialog`, the transactions the server runs): it turns
-their responses into state changes and futures that `Call` awaits, and reports each change to its call.
+`SipLeg` is a thin shell over two sans-IO pieces: the SIP ones (`Dialog`, the transactions the server runs)
+and the leg's state machine (`calls.state.LegMachine`), which decides everything: which state the leg is in,
+what a late CANCEL or a 200 after Hatif gave up gets, 491 to a re-INVITE crossing ours. The shell feeds the
+machine what arrives (responses, requests, timers) and executes the commands it returns, in `_run`'s one
+`match`: build and send the SIP message, arm the timer, tell the call. A leg is given what it needs when it is
+made (a `LegContext`: its transport, its loop as clock and timer, the SIP timers, the acknowledgement gate)
+and reports to its `LegListener` (its call), never to call control.
 """
 
 from __future__ import annotations
@@ -14,11 +19,12 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+import random
 import secrets
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from ..media.dtmf import DtmfDigit
 from ..media.engine import Leg as MediaLeg
@@ -41,21 +47,82 @@ from ..sip.session_timer import SessionTimer, TooSmall, refreshed, session_expir
 from ..sip.transaction import (
     Action,
     ClientInviteTransaction,
+    ClientNonInviteTransaction,
     DeliverResponse,
     ServerInviteTransaction,
     ServerNonInviteTransaction,
     TimedOut,
+    TransactionTable,
 )
 from ..sip.transport import Peer
-from .state import cause_of
-
-if TYPE_CHECKING:
-    from .call import Call
-    from .control import CallControl
+from ..sip.uri import URI
+from .state import (
+    Answered,
+    CancelTimer,
+    Emit,
+    Ended,
+    LegCommand,
+    LegMachine,
+    LegPhase,
+    PartyHold,
+    Progress,
+    ReinviteDone,
+    Retransmit,
+    SendRequest,
+    SendResponse,
+    StartTimer,
+)
 
 log = logging.getLogger(__name__)
 
 ServerTx = ServerInviteTransaction | ServerNonInviteTransaction
+ClientTx = ClientInviteTransaction | ClientNonInviteTransaction
+
+
+class SipPort(Protocol):
+    """What a leg asks of the SIP endpoint it talks through (`hatif.sip.server.SipServer` is one)."""
+
+    transactions: TransactionTable
+
+    def respond(self, tx: ServerTx, response: Response) -> None: ...
+    def send_request(self, request: Request, peer: Peer,
+                     on_event: Callable[[Action], None] | None = None) -> ClientTx: ...
+    def send_ack(self, ack: Request, peer: Peer) -> None: ...
+    def send_stateless(self, message: Request | Response | bytes, peer: Peer) -> None: ...
+    def contact_uri(self, transport: str, user: str | None = None) -> URI: ...
+
+
+@dataclass(frozen=True, slots=True)
+class LegContext:
+    """What every leg is given when it is made (one per call control, shared by its legs).
+
+    `loop` is the leg's clock (`loop.time()`) and its timers; `t1`/`t2` the SIP timers (RFC 3261 Table 4);
+    `acknowledge(send)` runs `send` once what a call's end recorded is durable (the 200 to a BYE waits on it);
+    `byes(+1/-1)` counts Hatif's BYEs not yet answered (a drain waits for them)."""
+
+    sip: SipPort
+    loop: asyncio.AbstractEventLoop
+    sdp_address: str
+    session_id: int
+    min_se: int = 90
+    t1: float = 0.5
+    t2: float = 4.0
+    acknowledge: Callable[[Callable[[], None]], None] = lambda send: send()
+    byes: Callable[[int], None] = lambda delta: None
+
+
+class LegListener(Protocol):
+    """Who a leg reports to (its call): events for the log, and what happened that the call decides on."""
+
+    @property
+    def id(self) -> str: ...
+    def emit(self, kind: str, leg: SipLeg | None = None, **data: object) -> None: ...
+    def on_leg_progress(self, leg: SipLeg) -> None: ...
+    def on_leg_answered(self, leg: SipLeg) -> None: ...
+    def on_leg_ended(self, leg: SipLeg) -> None: ...
+    def on_remote_hold(self, leg: SipLeg, held: bool) -> None: ...
+    def on_refer(self, leg: SipLeg, target: str) -> bool: ...
+    def on_refresh_failed(self, leg: SipLeg, status: int) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +147,9 @@ def _allows_update(message: Request | Response) -> bool:
 
 
 class LegState(enum.Enum):
+    """A leg as its users see it: the machine's phase with hold folded into answered (`SipLeg.phase` has
+    the machine's own) and a leg Hatif gave up on already ended for them."""
+
     NEW = "new"  # inbound: INVITE received; outbound: INVITE sent
     RINGING = "ringing"  # 180 sent or received
     EARLY = "early"  # 183 with SDP: early media flows
@@ -87,56 +157,53 @@ class LegState(enum.Enum):
     ENDED = "ended"
 
 
-class SipLeg:
-    """One party of a call, seen from Hatif: its dialog, its RTP leg, its state and its digits."""
+_VIEW = {LegPhase.CALLING: LegState.NEW, LegPhase.RINGING: LegState.RINGING, LegPhase.EARLY: LegState.EARLY,
+         LegPhase.ANSWERED: LegState.ANSWERED, LegPhase.HELD: LegState.ANSWERED, LegPhase.ENDING: LegState.ENDED,
+         LegPhase.ENDED: LegState.ENDED}
 
-    def __init__(self, control: CallControl, call: Call, direction: str, peer: Peer, media: MediaLeg,
+
+class SipLeg:
+    """One party of a call, seen from Hatif: its dialog, its RTP leg, its state machine and its digits."""
+
+    def __init__(self, context: LegContext, call: LegListener, direction: str, peer: Peer, media: MediaLeg,
                  party: str, invite: Request, tag: str, policy: MediaPolicy | None = None) -> None:
-        self.control = control
+        self.context = context
+        self.sip = context.sip
+        self.loop = loop = context.loop
         self.policy = policy or MediaPolicy()
         media.latch.symmetric = self.policy.symmetric_rtp
         media.on_latch = self._media_latched
         self.call = call
         self.id = secrets.token_hex(6)
         self.direction = direction  # "inbound" or "outbound"
+        self.machine = LegMachine("inbound" if direction == "inbound" else "outbound", loop.time(),
+                                  t1=context.t1, t2=context.t2)
         self.peer = peer
         self.media = media
         self.party = party
         self.invite = invite
         self.tag = tag
-        self.state = LegState.NEW
         self.dialog: Dialog | None = None
         self.server_tx: ServerInviteTransaction | None = None
         self.client_tx: ClientInviteTransaction | None = None
-        loop = control.loop
         self.answered: asyncio.Future[None] = loop.create_future()
         self.finished: asyncio.Future[str] = loop.create_future()  # result: the cause
-        self.started = loop.time()
-        self.answered_at: float | None = None
-        self.ended_at: float | None = None
-        self.cause = ""
-        self.status: int | None = None  # an outbound leg's final failure status
-        self.reason = ""
         self.remote_sdp: SessionDescription | None = None
         self.local_sdp: SessionDescription | None = None
         self._offered_key: bytes | None = None  # our SDES key in the offer we sent last
         self._srtp_params: tuple[str, bytes, bytes] | None = None  # suite, our key, theirs: SRTP in use
         self._srtp_proto = "RTP/SAVP"
         self.sdp_version = 1
-        self.held = False  # Hatif put this party on hold
-        self.remote_held = False  # this party put Hatif on hold (its re-INVITE said sendonly/inactive)
-        self.acked = direction == "outbound"
-        self._ok: bytes | None = None  # our 2xx to an inbound INVITE, retransmitted until the ACK
-        self._retransmit = control.server.settings.timers.t1
-        self._retransmit_until = 0.0
-        self._timers: list[asyncio.TimerHandle] = []
+        self._ok: bytes | None = None  # our 2xx to an inbound INVITE (retransmitted), or the ACK of an outbound 2xx
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._reinvites: dict[str, deque[asyncio.Future[bool]]] = {}  # direction -> who waits for its answer
         self.digits: deque[str] = deque(maxlen=64)
         self._digit_waiter: asyncio.Future[None] | None = None
-        self._cancel_pending = False
-        self._provisional = False
         self._pending_bye = False
         self.on_digit: Callable[[str], None] | None = None
         self.listening = False
+        self.rtp: dict[str, int] = {}  # the media leg's counters, taken when the leg ends
+        self._offer_holds = False  # whether the party's last offer held us (told to the machine once up)
         # RFC 4028: the session interval, whether Hatif is the refresher, and when it was last refreshed.
         self.session_interval: int | None = None
         self.we_refresh = False
@@ -157,16 +224,130 @@ class SipLeg:
             self.media.listen_dtmf(self._dtmf)
 
     def __repr__(self) -> str:
-        return f"<SipLeg {self.id} {self.direction} {self.party} {self.state.value}>"
+        return f"<SipLeg {self.id} {self.direction} {self.party} {self.phase.value}>"
+
+    # -- the machine's state, read through ------------------------------------------------------------
+
+    @property
+    def phase(self) -> LegPhase:
+        return self.machine.state
+
+    @property
+    def state(self) -> LegState:
+        return _VIEW[self.machine.state]
 
     @property
     def ended(self) -> bool:
-        return self.state is LegState.ENDED
+        """Over for the call (Hatif may still wait for the other side's answer to its CANCEL or BYE)."""
+        return self.machine.state.over
+
+    @property
+    def started(self) -> float:
+        return self.machine.started
+
+    @property
+    def answered_at(self) -> float | None:
+        return self.machine.answered_at
+
+    @property
+    def ended_at(self) -> float | None:
+        return self.machine.ended_at
+
+    @property
+    def cause(self) -> str:
+        return self.machine.cause
+
+    @property
+    def status(self) -> int | None:
+        """An outbound leg's final failure status (or the final status sent to the caller)."""
+        return self.machine.status
+
+    @property
+    def reason(self) -> str:
+        return self.machine.reason
+
+    @property
+    def held(self) -> bool:
+        """Hatif put this party on hold."""
+        return self.machine.held
+
+    @property
+    def remote_held(self) -> bool:
+        """This party put Hatif on hold (its offer or answer said sendonly or inactive)."""
+        return self.machine.remote_held
+
+    @property
+    def acked(self) -> bool:
+        return self.machine.acked
+
+    # -- executing the machine's commands -------------------------------------------------------------
+
+    def _run(self, commands: list[LegCommand], request: Request | None = None, tx: ServerTx | None = None) -> None:
+        """Carry out what the machine said, in order. `request`/`tx`: the party's request in hand, which a
+        `SendResponse` answers (else it answers the party's INVITE)."""
+        for command in commands:
+            match command:
+                case SendRequest(method="INVITE", direction=None):
+                    self._send_invite()
+                case SendRequest(method="INVITE", direction=str(direction)):
+                    self._send_reinvite(direction)
+                case SendRequest(method="CANCEL"):
+                    self._send_cancel()
+                case SendRequest(method="BYE"):
+                    self._send_bye()
+                case SendResponse(status=status, reason=reason, early_media=early):
+                    if request is not None and tx is not None:
+                        self.sip.respond(tx, make_response(request, status, reason))
+                    else:
+                        self._respond_invite(status, reason, early)
+                case Retransmit():
+                    if self._ok is not None:
+                        self.sip.send_stateless(self._ok, self.peer)
+                case StartTimer(name=name, delay=delay):
+                    old = self._timers.pop(name, None)
+                    if old is not None:
+                        old.cancel()
+                    self._timers[name] = self.loop.call_later(delay, self._timer_fired, name)
+                case CancelTimer(name=name):
+                    handle = self._timers.pop(name, None)
+                    if handle is not None:
+                        handle.cancel()
+                case Emit(kind=kind, data=data):
+                    self.call.emit(kind, self, **data)
+                case Progress():
+                    self.call.on_leg_progress(self)
+                case Answered():
+                    self.media.answered()
+                    if not self.answered.done():
+                        self.answered.set_result(None)
+                    self.call.on_leg_answered(self)
+                case Ended():
+                    self._ended()
+                case ReinviteDone(direction=direction, accepted=accepted):
+                    waiting = self._reinvites.get(direction)
+                    if waiting:
+                        done = waiting.popleft()
+                        if not done.done():
+                            done.set_result(accepted)
+                case PartyHold(held=held):
+                    self.call.on_remote_hold(self, held)
+
+    def _timer_fired(self, name: str) -> None:
+        self._timers.pop(name, None)
+        self._run(self.machine.timer_fired(name, self.loop.time()))
+
+    def _contact(self) -> tuple[str, str]:
+        return ("Contact", str(NameAddr(self.sip.contact_uri(self.peer.transport, "hatif"))))
 
     # -- SDP ------------------------------------------------------------------------------------------
 
-    def _sdp_address(self) -> str:
-        return self.control.media.settings.sdp_address
+    def _party_holds(self, held: bool) -> None:
+        """What the party's description says of hold: before the leg is up a description (the machine starts
+        the leg held), afterwards an event."""
+        if self.machine.state.up:
+            self._run(self.machine.party_hold(held, self.loop.time()))
+        else:
+            self.machine.remote_held = held
 
     def learn_remote(self, body: bytes) -> None:
         """The party's SDP (offer or answer): where to send, which codec, and whether it holds us."""
@@ -175,13 +356,13 @@ class SipLeg:
         self._srtp_from_answer(description.audio())
         self.remote_sdp = description
         self.media.set_remote(n.address, n.port, n.payload_type, n.dtmf_payload_type)
-        self.remote_held = n.direction in ("sendonly", "inactive") or n.address in ("0.0.0.0", "::")
+        self._party_holds(n.direction in ("sendonly", "inactive") or n.address in ("0.0.0.0", "::"))
 
     def answer_sdp(self, offer: bytes) -> bytes:
         """Our answer to the party's offer (the first offered codec we support; direction mirrored)."""
         description = SessionDescription.parse(offer)
         key = new_key()
-        answer = make_answer(description, self._sdp_address(), self.media.local_port, self.control.session_id,
+        answer = make_answer(description, self.context.sdp_address, self.media.local_port, self.context.session_id,
                              self.sdp_version, supported=SUPPORTED, srtp_key=key)
         chosen = negotiated(answer)
         remote = negotiated(description)
@@ -191,8 +372,10 @@ class SipLeg:
         self._use_srtp(None if crypto is None else (crypto.suite, key, crypto.key), offered.proto)
         self.remote_sdp = description
         self.media.set_remote(remote.address, remote.port, chosen.payload_type, chosen.dtmf_payload_type)
-        self.remote_held = remote.direction in ("sendonly", "inactive") or remote.address in ("0.0.0.0", "::")
         self.local_sdp = answer
+        self._offer_holds = remote.direction in ("sendonly", "inactive") or remote.address in ("0.0.0.0", "::")
+        if not self.machine.state.up:
+            self.machine.remote_held = self._offer_holds
         return answer.serialize()
 
     def offer_sdp(self, prefer: str | None = None, direction: str = "sendrecv") -> bytes:
@@ -208,8 +391,9 @@ class SipLeg:
         elif self.policy.srtp in ("mandatory", "optional"):
             proto, key = "RTP/SAVP" if self.policy.srtp == "mandatory" else "RTP/AVP", new_key()
         self._offered_key = key
-        offer = make_offer(self._sdp_address(), self.media.local_port, self.control.session_id, self.sdp_version,
-                           (*codecs, "telephone-event"), direction=direction, srtp_key=key, proto=proto)
+        offer = make_offer(self.context.sdp_address, self.media.local_port, self.context.session_id,
+                           self.sdp_version, (*codecs, "telephone-event"), direction=direction, srtp_key=key,
+                           proto=proto)
         self.local_sdp = offer
         return offer.serialize()
 
@@ -245,8 +429,8 @@ class SipLeg:
 
     def _media_latched(self, old: tuple[str, int] | None, new: tuple[str, int]) -> None:
         """The media leg took a source (its first, or a new one): an event with both addresses."""
-        self.control.emit(self.call, "media.latched", self, old=_address(old), new=_address(new),
-                          sdp=_address(self.media.latch.expected), dropped_source=self.media.dropped_source)
+        self.call.emit("media.latched", self, old=_address(old), new=_address(new),
+                       sdp=_address(self.media.latch.expected), dropped_source=self.media.dropped_source)
 
     # -- digits ---------------------------------------------------------------------------------------
 
@@ -255,7 +439,7 @@ class SipLeg:
 
     def add_digit(self, digit: str) -> None:
         self.digits.append(digit)
-        self.control.emit(self.call, "dtmf", self, digit=digit)
+        self.call.emit("dtmf", self, digit=digit)
         if self.on_digit is not None:
             self.on_digit(digit)
         waiter = self._digit_waiter
@@ -269,7 +453,7 @@ class SipLeg:
             return self.digits.popleft()
         if timeout <= 0:
             return None
-        waiter = self.control.loop.create_future()
+        waiter = self.loop.create_future()
         self._digit_waiter = waiter
         try:
             futures: list[asyncio.Future[Any]] = [waiter, self.finished]
@@ -284,49 +468,61 @@ class SipLeg:
 
     def ring(self, early_media: bool = False) -> None:
         """180 Ringing; or 183 with our SDP when Hatif plays something before answering (early media)."""
-        if self.direction != "inbound" or self.state not in (LegState.NEW, LegState.RINGING):
-            return
-        srv = self.control.server
-        assert self.server_tx is not None
-        extra = [("Contact", str(NameAddr(srv.contact_uri(self.peer.transport, "hatif"))))]
-        if early_media and self.local_sdp is not None:
-            extra.append(("Content-Type", "application/sdp"))
-            srv.respond(self.server_tx, make_response(self.invite, 183, "Session Progress", self.tag,
-                                                      self.local_sdp.serialize(), extra))
-            self.state = LegState.EARLY
-        else:
-            srv.respond(self.server_tx, make_response(self.invite, 180, "Ringing", self.tag, b"", extra))
-            self.state = LegState.RINGING
-        self.control.emit(self.call, "leg.ringing", self, early=early_media)
+        self._run(self.machine.ring(self.loop.time(), early_media and self.local_sdp is not None))
 
     def answer(self) -> None:
         """200 OK with our SDP, retransmitted until the ACK (RFC 3261 §13.3.1.4)."""
-        if self.direction != "inbound" or self.state in (LegState.ANSWERED, LegState.ENDED):
+        self._run(self.machine.answer(self.loop.time()))
+
+    def reject(self, status: int, reason: str | None = None, cause: str | None = None) -> None:
+        """A final failure to the caller's INVITE (nothing is sent once it was answered: use `hangup`)."""
+        self._run(self.machine.reject(status, self.loop.time(), reason, cause))
+
+    def _respond_invite(self, status: int, reason: str | None, early_media: bool) -> None:
+        """A response to the party's INVITE: 180, 183 with our SDP, 200 with it, or a final failure."""
+        tx = self.server_tx
+        assert tx is not None
+        if status >= 300:
+            extra = [("Retry-After", "5")] if status == 503 else None
+            self.sip.respond(tx, make_response(self.invite, status, reason, self.tag, extra=extra))
             return
-        srv = self.control.server
-        assert self.server_tx is not None
-        extra = [("Contact", str(NameAddr(srv.contact_uri(self.peer.transport, "hatif"))))]
-        body = b""
-        if self.local_sdp is None:
-            body = self.offer_sdp()  # a late offer (INVITE without SDP): ours goes in the 200, theirs in the ACK
-        else:
-            body = self.local_sdp.serialize()
-        extra.append(("Content-Type", "application/sdp"))
-        extra += self._timer_headers()
-        ok = make_response(self.invite, 200, "OK", self.tag, body, extra)
+        headers = [self._contact()]
+        if status < 200:
+            body = b""
+            if early_media and self.local_sdp is not None:
+                headers.append(("Content-Type", "application/sdp"))
+                body = self.local_sdp.serialize()
+            self.sip.respond(tx, make_response(self.invite, status, reason, self.tag, body, headers))
+            return
+        # A late offer (INVITE without SDP): ours goes in the 200, theirs comes in the ACK.
+        body = self.offer_sdp() if self.local_sdp is None else self.local_sdp.serialize()
+        headers.append(("Content-Type", "application/sdp"))
+        headers += self._timer_headers()
+        ok = make_response(self.invite, status, reason, self.tag, body, headers)
         self.dialog = Dialog.uas(self.invite, self.tag)
-        srv.respond(self.server_tx, ok)
+        self.sip.respond(tx, ok)
         self._ok = bytes(ok)
-        self.acked = False
-        self._retransmit_until = srv.now() + 64 * srv.settings.timers.t1
-        self._timers.append(srv.loop.call_later(self._retransmit, self._retransmit_ok))
-        self._answered()
+
+    def on_ack(self, request: Request) -> None:
+        self._run(self.machine.ack(self.loop.time()))
+        if request.body and self.remote_sdp is None:
+            try:
+                self.learn_remote(request.body)
+            except SdpError as e:
+                log.info("unusable SDP in ACK", extra={"fields": {"call": self.call.id, "error": str(e)}})
+                self.hangup("failed")
+
+    def on_cancel(self) -> None:
+        """The caller's CANCEL: 487 before the answer, nothing after it (RFC 3261 §9.2)."""
+        self._run(self.machine.cancel(self.loop.time()))
+
+    # -- RFC 4028 session timers ----------------------------------------------------------------------
 
     def set_session_timer(self, timer: SessionTimer, we_are_uac: bool) -> None:
         """The negotiated RFC 4028 timer; `refresher` is relative to the transaction that set it."""
         self.session_interval = timer.interval
         self.we_refresh = (timer.refresher == "uac") == we_are_uac
-        self.refreshed_at = self.control.loop.time()
+        self.refreshed_at = self.loop.time()
 
     def _timer_headers(self, *, as_uac: bool = False) -> list[tuple[str, str]]:
         """Supported/Session-Expires (and Require when the party refreshes) for a 2xx or a refresh we send."""
@@ -352,15 +548,14 @@ class SipLeg:
 
     def refresh_due(self, now: float) -> bool:
         return (self.we_refresh and self.session_interval is not None and not self.refreshing
-                and self.state is LegState.ANSWERED and now >= self.refreshed_at + self.session_interval / 2)
+                and self.machine.state.up and now >= self.refreshed_at + self.session_interval / 2)
 
     def refresh_session(self) -> None:
         """Refresh the session (RFC 4028 §7.4, §10): UPDATE without a body when the party allows it, else a
         re-INVITE with our current SDP unchanged (same version: no change to the media, RFC 3264 §8)."""
         dialog = self.dialog
-        if dialog is None or self.state is not LegState.ANSWERED or self.local_sdp is None:
+        if dialog is None or not self.machine.state.up or self.local_sdp is None:
             return
-        srv = self.control.server
         self.refreshing = True
         headers = self._timer_headers(as_uac=True)
         if self.peer_allows_update:
@@ -368,130 +563,72 @@ class SipLeg:
         else:
             out = dialog.create_request("INVITE", self.local_sdp.serialize(),
                                         [("Content-Type", "application/sdp"), *headers])
-        out.headers.add("Contact", str(NameAddr(srv.contact_uri(self.peer.transport, "hatif"))))
+        out.headers.add(*self._contact())
 
         def answered(action: Action) -> None:
             if isinstance(action, DeliverResponse) and action.response.status < 200:
                 return
             self.refreshing = False
-            if self.state is not LegState.ANSWERED:
+            if not self.machine.state.up:
                 return
             if isinstance(action, TimedOut):
-                self.control.session_refresh_failed(self, 408)
+                self.call.on_refresh_failed(self, 408)
                 return
             if not isinstance(action, DeliverResponse):
                 return
             resp = action.response
             if out.method == "INVITE" and resp.status < 300 and self.dialog is not None:
-                srv.send_ack(self.dialog.create_ack(out), self.peer)
+                self.sip.send_ack(self.dialog.create_ack(out), self.peer)
             if resp.status < 300:
                 timer = uac_timer(resp)
                 if timer is not None:
                     self.set_session_timer(timer, we_are_uac=True)
                 else:
-                    self.refreshed_at = self.control.loop.time()
+                    self.refreshed_at = self.loop.time()
             elif resp.status in (405, 501) and out.method == "UPDATE":
                 self.peer_allows_update = False  # try a re-INVITE at once
             elif resp.status in (408, 481):
-                self.control.session_refresh_failed(self, resp.status)  # RFC 5057: the dialog is gone
-        srv.send_request(out, self.peer, answered)
-
-    def _retransmit_ok(self) -> None:
-        if self.acked or self.state is not LegState.ANSWERED or self._ok is None:
-            return
-        srv = self.control.server
-        if srv.now() >= self._retransmit_until:
-            log.info("no ACK for 2xx: ending call", extra={"fields": {"call": self.call.id, "leg": self.id}})
-            self.hangup("no_ack")
-            return
-        srv.transports.send(self._ok, self.peer)
-        self._retransmit = min(self._retransmit * 2, srv.settings.timers.t2)
-        self._timers.append(srv.loop.call_later(self._retransmit, self._retransmit_ok))
-
-    def reject(self, status: int, reason: str | None = None, cause: str | None = None) -> None:
-        """A final failure to the caller's INVITE (nothing is sent once it was answered: use `hangup`)."""
-        if self.direction != "inbound" or self.state in (LegState.ANSWERED, LegState.ENDED):
-            return
-        assert self.server_tx is not None
-        extra = [("Retry-After", "5")] if status == 503 else None
-        self.control.server.respond(self.server_tx, make_response(self.invite, status, reason, self.tag,
-                                                                  extra=extra))
-        self.status = status
-        self.end(cause or cause_of(status))
-
-    def on_ack(self, request: Request) -> None:
-        self.acked = True
-        if request.body and self.remote_sdp is None:
-            try:
-                self.learn_remote(request.body)
-            except SdpError as e:
-                log.info("unusable SDP in ACK", extra={"fields": {"call": self.call.id, "error": str(e)}})
-                self.hangup("failed")
-
-    def on_cancel(self) -> None:
-        if self.state in (LegState.ANSWERED, LegState.ENDED):
-            return
-        assert self.server_tx is not None
-        self.control.server.respond(self.server_tx, make_response(self.invite, 487, to_tag=self.tag))
-        self.end("cancelled")
+                self.call.on_refresh_failed(self, resp.status)  # RFC 5057: the dialog is gone
+        self.sip.send_request(out, self.peer, answered)
 
     # -- outbound: calling a party --------------------------------------------------------------------
 
     def send_invite(self, ring_timeout: float) -> None:
-        srv = self.control.server
-        tx = srv.send_request(self.invite, self.peer, self._on_invite_event)
+        """Call the party; Hatif gives up (CANCEL) after `ring_timeout` seconds without an answer."""
+        self._run(self.machine.invite(ring_timeout, self.loop.time()))
+
+    def _send_invite(self) -> None:
+        tx = self.sip.send_request(self.invite, self.peer, self._on_invite_event)
         assert isinstance(tx, ClientInviteTransaction)
         self.client_tx = tx
-        self._timers.append(srv.loop.call_later(ring_timeout, self._ring_timeout))
 
     def _on_invite_event(self, action: Action) -> None:
+        now = self.loop.time()
         if isinstance(action, TimedOut):
-            if self.state is not LegState.ENDED and self.dialog is None:
-                self.status = 408
-                self.reason = "Request Timeout"
-                self.end("no_answer" if self._cancel_pending else "unreachable")
+            self._run(self.machine.timed_out(now))
             return
         if not isinstance(action, DeliverResponse):
             return
         resp = action.response
         status = resp.status
-        if status == 100:
-            return
         if status < 200:
-            self._provisional = True
-            if self._cancel_pending:
-                self._send_cancel()
-                return
-            if self.state in (LegState.ENDED, LegState.ANSWERED):
-                return
-            if resp.body and (resp.headers.get("Content-Type") or "").lower().startswith("application/sdp"):
+            early = False
+            if (status != 100 and self.machine.state in (LegPhase.CALLING, LegPhase.RINGING, LegPhase.EARLY)
+                    and resp.body and (resp.headers.get("Content-Type") or "").lower().startswith("application/sdp")):
                 try:
                     self.learn_remote(resp.body)
-                    self.state = LegState.EARLY
+                    early = True
                 except SdpError:
-                    self.state = LegState.RINGING
-            elif self.state is LegState.NEW:
-                self.state = LegState.RINGING
-            self.control.emit(self.call, "leg.ringing", self, early=self.state is LegState.EARLY, status=status)
-            self.call.on_leg_progress(self)
-            return
-        if status < 300:
-            self._on_2xx(resp)
-            return
-        if self.state is LegState.ENDED:
-            return
-        self.status = status
-        self.reason = resp.reason
-        if status in (401, 407):
-            self.status, self.reason = 480, "Temporarily Unavailable"
-        self.end("no_answer" if self.cause == "no_answer" or (self._cancel_pending and status == 487)
-                 else cause_of(self.status))
+                    pass
+            self._run(self.machine.provisional(status, now, early))
+        elif status < 300:
+            self._on_2xx(resp, now)
+        else:
+            self._run(self.machine.failed(status, now, resp.reason))
 
-    def _on_2xx(self, resp: Response) -> None:
-        srv = self.control.server
-        if self.dialog is not None:
-            if self._ok is not None:
-                srv.transports.send(self._ok, self.peer)  # a retransmitted 2xx: ACK again
+    def _on_2xx(self, resp: Response, now: float) -> None:
+        if self._ok is not None:
+            self.sip.send_stateless(self._ok, self.peer)  # a retransmitted 2xx: ACK again
             return
         try:
             dialog = Dialog.uac(self.invite, resp)
@@ -500,113 +637,64 @@ class SipLeg:
             return
         self.dialog = dialog
         ack = dialog.create_ack(self.invite)
-        srv.send_ack(ack, self.peer)
+        self.sip.send_ack(ack, self.peer)
+        self._ok = bytes(ack)  # for an outbound leg, what answers a retransmitted 2xx is the ACK
         timer = uac_timer(resp)
         if timer is not None:
             self.set_session_timer(timer, we_are_uac=True)
         self.peer_allows_update = _allows_update(resp)
-        self._ok = bytes(ack)  # for an outbound leg, what answers a retransmitted 2xx is the ACK
-        if self.state is LegState.ENDED or self._cancel_pending:
-            self._bye()  # answered after we gave up (RFC 3261 §9.1: the race with CANCEL)
-            return
-        if resp.body:
+        usable = True
+        if resp.body and not self.machine.state.over:
             try:
                 self.learn_remote(resp.body)
             except SdpError as e:
                 log.info("unusable SDP answer", extra={"fields": {"call": self.call.id, "error": str(e)}})
-                self.hangup("failed")
-                return
-        self._answered()
-
-    def _ring_timeout(self) -> None:
-        if self.state in (LegState.ANSWERED, LegState.ENDED):
-            return
-        self.cause = "no_answer"
-        self.status, self.reason = 480, "No Answer"
-        self.cancel("no_answer")
+                usable = False
+        self._run(self.machine.accepted(now, usable))
 
     def cancel(self, cause: str = "cancelled") -> None:
         """Give up an outbound attempt: CANCEL once a provisional response came (RFC 3261 §9.1)."""
-        if self.direction != "outbound" or self.state in (LegState.ANSWERED, LegState.ENDED):
-            return
-        self.cause = cause
-        if not self._provisional:
-            self._cancel_pending = True
-            # No provisional response yet: the CANCEL waits for one; Timer B ends the attempt otherwise.
-            self.control.detach(self)
-            self._finish(cause)
-            return
-        self._send_cancel()
-        self.control.detach(self)
-        self._finish(cause)
+        self._run(self.machine.give_up(cause, self.loop.time()))
 
     def _send_cancel(self) -> None:
-        srv = self.control.server
-        self._cancel_pending = False
-        srv.send_request(make_cancel(self.invite), self.peer)
+        self.sip.send_request(make_cancel(self.invite), self.peer)
         # Without a final response within 64*T1 the client transaction is given up (RFC 3261 §9.1).
         tx = self.client_tx
 
         def give_up() -> None:
             if tx is not None and self.dialog is None:
-                srv.transactions.remove(tx)
-        srv.loop.call_later(64 * srv.settings.timers.t1, give_up)
+                self.sip.transactions.remove(tx)
+                self._run(self.machine.timed_out(self.loop.time()))
+        self.loop.call_later(64 * self.context.t1, give_up)
 
     # -- both ways ------------------------------------------------------------------------------------
 
-    def _answered(self) -> None:
-        self.state = LegState.ANSWERED
-        self.answered_at = self.control.loop.time()
-        self.media.answered()
-        if not self.answered.done():
-            self.answered.set_result(None)
-        self.control.emit(self.call, "leg.answered", self)
-        self.call.on_leg_answered(self)
-
     def hangup(self, cause: str = "normal") -> None:
         """End this leg however far it got: BYE, CANCEL, or a final response to the caller."""
-        if self.state is LegState.ENDED:
-            return
-        if self.dialog is not None:
-            self._bye()
-            self.end(cause)
-        elif self.direction == "inbound":
-            self.reject(480 if cause != "busy" else 486, "No Answer" if cause == "no_answer" else None, cause)
-        else:
-            self.cancel(cause)
+        self._run(self.machine.hangup(cause, self.loop.time()))
 
-    def _bye(self) -> None:
+    def _send_bye(self) -> None:
         dialog = self.dialog
         if dialog is None:
             return
         self.dialog = None
         bye = dialog.create_request("BYE")
         self._pending_bye = True
-        self.control.pending_byes += 1
+        self.context.byes(1)
 
         def done(action: Action) -> None:
             if isinstance(action, DeliverResponse) and action.response.status < 200:
                 return
             if self._pending_bye:
                 self._pending_bye = False
-                self.control.pending_byes -= 1
-        self.control.server.send_request(bye, self.peer, done)
+                self.context.byes(-1)
+            self._run(self.machine.bye_done(self.loop.time()))
+        self.sip.send_request(bye, self.peer, done)
 
-    def end(self, cause: str) -> None:
-        """The leg is over (whatever ended it): release its timers, media, and tell the call."""
-        if self.state is LegState.ENDED:
-            return
-        self.control.detach(self)
-        self._finish(cause)
-
-    def _finish(self, cause: str) -> None:
-        if self.state is LegState.ENDED:
-            return
-        self.state = LegState.ENDED
-        self.cause = self.cause or cause
-        self.ended_at = self.control.loop.time()
-        for t in self._timers:
-            t.cancel()
+    def _ended(self) -> None:
+        """The machine says the leg is over for its call: release timers and media, tell the call."""
+        for handle in self._timers.values():
+            handle.cancel()
         self._timers.clear()
         self.media.close()
         if not self.finished.done():
@@ -614,32 +702,28 @@ class SipLeg:
         waiter = self._digit_waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
-        rtp = self.media.stats()
-        for key in ("dropped_source", "dropped_auth"):  # refused packets, in the CDR (and so the API)
-            if rtp[key]:
-                variables = self.call.variables
-                variables[f"rtp_{key}"] = str(int(variables.get(f"rtp_{key}", "0")) + rtp[key])
-        self.control.emit(self.call, "leg.ended", self, cause=self.cause, status=self.status, rtp=rtp)
+        self.rtp = self.media.stats()
+        self.call.emit("leg.ended", self, cause=self.cause, status=self.status, rtp=self.rtp)
         self.call.on_leg_ended(self)
 
     # -- in-dialog requests ---------------------------------------------------------------------------
 
     def on_request(self, request: Request, tx: ServerTx) -> None:
-        srv = self.control.server
         dialog = self.dialog
         if dialog is None:
-            srv.respond(tx, make_response(request, 481))
+            self.sip.respond(tx, make_response(request, 481))
             return
         error = dialog.receive_request(request)
         if error is not None:
-            srv.respond(tx, error)
+            self.sip.respond(tx, error)
             return
         method = request.method
         if method == "BYE":
             self.dialog = None
-            self.end("normal")
+            self._run(self.machine.bye(self.loop.time()))
             # The 200 says the call is over: it goes once the call's records are in the store.
-            self.control.acknowledge(lambda: srv.respond(tx, make_response(request, 200)))
+            sip = self.sip
+            self.context.acknowledge(lambda: sip.respond(tx, make_response(request, 200)))
             return
         if method in ("INVITE", "UPDATE"):
             self._reinvite(request, tx)
@@ -648,54 +732,56 @@ class SipLeg:
             self._info(request, tx)
             return
         if method == "REFER":
-            self.call.on_refer(self, request, tx)
+            self._refer(request, tx)
             return
         if method in ("OPTIONS", "NOTIFY"):
-            srv.respond(tx, make_response(request, 200))
+            self.sip.respond(tx, make_response(request, 200))
             return
-        srv.respond(tx, make_response(request, 501))
+        self.sip.respond(tx, make_response(request, 501))
 
     def _reinvite(self, request: Request, tx: ServerTx) -> None:
-        """A re-INVITE or UPDATE from the party: new address, codec or hold (RFC 3264 §8, RFC 6337)."""
-        srv = self.control.server
-        was_held = self.remote_held
-        extra = [("Contact", str(NameAddr(srv.contact_uri(self.peer.transport, "hatif"))))]
+        """A re-INVITE or UPDATE from the party: new address, codec or hold (RFC 3264 §8, RFC 6337); 491 when
+        it crosses Hatif's own (RFC 3261 §14.2)."""
+        if request.method == "INVITE" or request.body:
+            refusal = self.machine.offer(self.loop.time())
+            if refusal:
+                self._run(refusal, request, tx)
+                return
+        extra = [self._contact()]
         if self.session_interval is not None:
             current = SessionTimer(self.session_interval, "uas" if self.we_refresh else "uac")
-            timer = refreshed(request, current, self.control.limits.min_se)
+            timer = refreshed(request, current, self.context.min_se)
             if isinstance(timer, TooSmall):
-                srv.respond(tx, make_response(request, 422, "Session Interval Too Small",
-                                              extra=[("Min-SE", str(timer.min_se))]))
+                self.sip.respond(tx, make_response(request, 422, "Session Interval Too Small",
+                                                   extra=[("Min-SE", str(timer.min_se))]))
                 return
             self.set_session_timer(timer, we_are_uac=False)
             extra += self._timer_headers()
         elif session_expires_of(request) is not None:
             extra.append(("Supported", "timer"))
+        to_tag = self.tag if self.direction == "inbound" else None
         if request.method == "UPDATE" and not request.body:
-            srv.respond(tx, make_response(request, 200, "OK", self.tag if self.direction == "inbound" else None,
-                                          b"", extra))
+            self.sip.respond(tx, make_response(request, 200, "OK", to_tag, b"", extra))
             return
+        held = self.remote_held
         if request.body:
             try:
                 self.sdp_version += 1
                 body = self.answer_sdp(request.body)
             except SdpError as e:
-                srv.respond(tx, make_response(request, 488, f"Not Acceptable Here: {e}"[:120]))
+                self.sip.respond(tx, make_response(request, 488, f"Not Acceptable Here: {e}"[:120]))
                 return
+            held = self._offer_holds
         else:
             self.sdp_version += 1
             body = self.offer_sdp(self.codec)  # an offer in the 200, the answer comes in the ACK
         extra.append(("Content-Type", "application/sdp"))
-        srv.respond(tx, make_response(request, 200, "OK", self.tag if self.direction == "inbound" else None,
-                                      body, extra))
-        if self.remote_held != was_held:
-            self.control.emit(self.call, "leg.held" if self.remote_held else "leg.resumed", self, by="party")
-            self.call.on_remote_hold(self, self.remote_held)
+        self.sip.respond(tx, make_response(request, 200, "OK", to_tag, body, extra))
+        self._party_holds(held)
 
     def _info(self, request: Request, tx: ServerTx) -> None:
         """SIP INFO DTMF (application/dtmf-relay, application/dtmf), as some phones send digits."""
-        srv = self.control.server
-        srv.respond(tx, make_response(request, 200))
+        self.sip.respond(tx, make_response(request, 200))
         ctype = (request.headers.get("Content-Type") or "").lower()
         text = request.body.decode("utf-8", "replace")
         digit = ""
@@ -709,29 +795,74 @@ class SipLeg:
         if len(digit) == 1 and digit in "0123456789*#ABCD":
             self.add_digit(digit)
 
-    def reinvite(self, direction: str) -> asyncio.Future[bool]:
-        """Send our own re-INVITE (hold: sendonly; resume: sendrecv). The future says whether it was accepted."""
-        done: asyncio.Future[bool] = self.control.loop.create_future()
+    def _refer(self, request: Request, tx: ServerTx) -> None:
+        """A phone transfers its party blind (REFER, RFC 3515): 202 when the call takes it, 400 when Refer-To
+        names no one, 481 when there is no one to transfer."""
+        target = refer_target(request.headers.get("Refer-To") or "")
+        if target is None:
+            self.sip.respond(tx, make_response(request, 400, "Bad Refer-To"))
+        elif self.call.on_refer(self, target):
+            self.sip.respond(tx, make_response(request, 202, "Accepted"))
+        else:
+            self.sip.respond(tx, make_response(request, 481))
+
+    def notify_refer(self, sipfrag: str) -> asyncio.Future[None]:
+        """RFC 3515 §2.4.4: tell the transferring phone how its REFER is going (message/sipfrag); the future
+        is done when the NOTIFY is answered (or timed out)."""
+        done: asyncio.Future[None] = self.loop.create_future()
         dialog = self.dialog
-        if dialog is None or self.state is not LegState.ANSWERED:
-            done.set_result(False)
+        if dialog is None:
+            done.set_result(None)
             return done
-        srv = self.control.server
+        state = "terminated;reason=noresource" if sipfrag.endswith("200 OK") else "active;expires=60"
+        note = dialog.create_request("NOTIFY", sipfrag.encode(), [
+            ("Event", "refer"), ("Subscription-State", state), ("Content-Type", "message/sipfrag;version=2.0")])
+
+        def answered(action: Action) -> None:
+            if isinstance(action, DeliverResponse) and action.response.status < 200:
+                return
+            if not done.done():
+                done.set_result(None)
+        self.sip.send_request(note, self.peer, answered)
+        return done
+
+    # -- Hatif's own hold and resume ------------------------------------------------------------------
+
+    def hold(self) -> asyncio.Future[bool]:
+        """Put the party on hold: a re-INVITE offering sendonly (RFC 3264 §8.4). The future says whether the
+        party accepted it (False at once when the leg is not up or already held)."""
+        return self._ask("sendonly", self.machine.hold)
+
+    def resume(self) -> asyncio.Future[bool]:
+        """Take the party off hold: a re-INVITE offering sendrecv."""
+        return self._ask("sendrecv", self.machine.resume)
+
+    def _ask(self, direction: str, event: Callable[[float], list[LegCommand]]) -> asyncio.Future[bool]:
+        done: asyncio.Future[bool] = self.loop.create_future()
+        self._reinvites.setdefault(direction, deque()).append(done)
+        self._run(event(self.loop.time()))
+        return done
+
+    def _send_reinvite(self, direction: str) -> None:
+        """Our re-INVITE in flight (a first one, one that waited its turn, or one retried after a 491)."""
+        dialog = self.dialog
+        if dialog is None:
+            self._run(self.machine.reinvite_answered(481, self.loop.time()))
+            return
         self.sdp_version += 1
         body = self.offer_sdp(self.codec, direction)
         out = dialog.create_request("INVITE", body, [("Content-Type", "application/sdp")])
-        out.headers.add("Contact", str(NameAddr(srv.contact_uri(self.peer.transport, "hatif"))))
+        out.headers.add(*self._contact())
 
         def answered(action: Action) -> None:
             if isinstance(action, TimedOut):
-                if not done.done():
-                    done.set_result(False)
+                self._run(self.machine.reinvite_answered(408, self.loop.time()))
                 return
             if not isinstance(action, DeliverResponse) or action.response.status < 200:
                 return
             resp = action.response
             if resp.status < 300:
-                srv.send_ack(dialog.create_ack(out), self.peer)
+                self.sip.send_ack(dialog.create_ack(out), self.peer)
                 if resp.body:
                     try:
                         description = SessionDescription.parse(resp.body)
@@ -741,8 +872,19 @@ class SipLeg:
                         self.media.set_remote(n.address, n.port, self.media.payload_type, self.media.dtmf_pt)
                     except SdpError as e:
                         log.info("unusable SDP in re-INVITE answer", extra={"fields": {"error": str(e)}})
-            if not done.done():
-                done.set_result(resp.status < 300)
+            self._run(self.machine.reinvite_answered(resp.status, self.loop.time(), random.random()))
 
-        srv.send_request(out, self.peer, answered)
-        return done
+        self.sip.send_request(out, self.peer, answered)
+
+
+def refer_target(refer_to: str) -> str | None:
+    """The number a REFER points at (`<sip:1002@host>` -> "1002"); None if it names no one we can dial."""
+    text = refer_to.strip()
+    if "<" in text and ">" in text:
+        text = text[text.index("<") + 1:text.index(">")]
+    text = text.split("?", 1)[0]
+    try:
+        uri = URI.parse(text)
+    except ValueError:
+        return None
+    return uri.user or None

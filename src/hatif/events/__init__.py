@@ -272,6 +272,20 @@ class AgentStateChanged(AgentEventBase):
 
 
 @event
+class AgentStateRequested(AgentEventBase):
+    """Someone asked for an agent's work state: logged_in (to `queues`, None: all of its queues), available,
+    not_ready (with `reason`) or logged_out. `by` is who asked (the agent, a supervisor, "acd" when the router
+    made the agent not ready after missed offers); `origin` is the node that took the request. Every node
+    applies it to its own router, in the stream's order; the resulting `agent.state` comes from the origin."""
+    NAME: ClassVar[str] = "agent.state.requested"
+    state: str = "available"
+    reason: str | None = None
+    queues: tuple[str, ...] | None = None
+    by: str = ""
+    origin: str = ""
+
+
+@event
 class WrapUpStarted(AgentEventBase):
     """After-call work began, for this many seconds (the queue's setting)."""
     NAME: ClassVar[str] = "agent.wrap_up.started"

@@ -28,20 +28,23 @@ from fastapi.responses import FileResponse, JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from hatif.acd.ports import AgentStatesPort
 from hatif.errors import PeopleError
 from hatif.people.model import Scope
 from hatif.people.service import PeopleService
 from hatif.store.db import StoreError
 from hatif.store.records import RecordStore, VoicemailMessage
+from hatif.web.agents import router as agents_router
 from hatif.web.auth import TenantWithScope, TokenAuth
 from hatif.web.config import ConfigAdmin
 from hatif.web.config import router as config_router
+from hatif.web.docs import add_docs
 from hatif.web.errors import ApiError
 from hatif.web.live import EventSource
 from hatif.web.live import router as live_router
 from hatif.web.people import people_error
 from hatif.web.people import router as people_router
-from hatif.web.schemas import CallOut, ErrorOut, HeardIn, QueueEventOut, VoicemailOut
+from hatif.web.schemas import CallOut, ErrorOut, HeardIn, QueueEventOut, RowId, VoicemailOut
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +86,7 @@ def _utc(value: datetime | None) -> datetime | None:
 
 # -- routes --------------------------------------------------------------------------------------------------
 
-router = APIRouter(prefix=PREFIX)
+router = APIRouter(prefix=PREFIX, tags=["records"])
 
 
 @router.get("/health")
@@ -136,7 +139,7 @@ async def list_voicemail(
 
 @router.get("/voicemail/{mailbox}/{message_id}", responses=AUTH_RESPONSES)
 async def get_voicemail(
-    mailbox: str, message_id: int, request: Request, tenant: VoicemailTenant, store: StoreDep
+    mailbox: str, message_id: RowId, request: Request, tenant: VoicemailTenant, store: StoreDep
 ) -> VoicemailOut:
     return _voicemail_out(request, await _message(store, tenant, mailbox, message_id))
 
@@ -145,7 +148,7 @@ async def get_voicemail(
     "/voicemail/{mailbox}/{message_id}/audio", name="voicemail_audio", response_class=FileResponse,
     responses={**AUTH_RESPONSES, 200: {"content": {"audio/wav": {}}, "description": "the message as WAV"}},
 )
-async def voicemail_audio(mailbox: str, message_id: int, tenant: VoicemailTenant, store: StoreDep) -> FileResponse:
+async def voicemail_audio(mailbox: str, message_id: RowId, tenant: VoicemailTenant, store: StoreDep) -> FileResponse:
     message = await _message(store, tenant, mailbox, message_id)
     stat = await run_in_threadpool(_stat_file, message.path)
     if stat is None:
@@ -158,7 +161,7 @@ async def voicemail_audio(mailbox: str, message_id: int, tenant: VoicemailTenant
 
 @router.post("/voicemail/{mailbox}/{message_id}/heard", responses=AUTH_RESPONSES)
 async def mark_heard(
-    mailbox: str, message_id: int, body: HeardIn, request: Request, tenant: VoicemailWriter, store: StoreDep
+    mailbox: str, message_id: RowId, body: HeardIn, request: Request, tenant: VoicemailWriter, store: StoreDep
 ) -> VoicemailOut:
     message = await _message(store, tenant, mailbox, message_id)
     if not await run_in_threadpool(store.mark_heard, tenant, message_id, body.heard):
@@ -169,7 +172,7 @@ async def mark_heard(
 
 
 @router.delete("/voicemail/{mailbox}/{message_id}", status_code=204, responses=AUTH_RESPONSES)
-async def delete_voicemail(mailbox: str, message_id: int, tenant: VoicemailWriter, store: StoreDep) -> Response:
+async def delete_voicemail(mailbox: str, message_id: RowId, tenant: VoicemailWriter, store: StoreDep) -> Response:
     """Deletes the record, then the file: a failure in between leaves an unlisted file, never a listed message
     whose audio is gone."""
     message = await _message(store, tenant, mailbox, message_id)
@@ -241,23 +244,27 @@ async def _store_error(request: Request, exc: Exception) -> JSONResponse:
 
 def create_api(store: RecordStore, tokens: Mapping[str, str], events: EventSource | None = None,
                live_limit: int = 1000, people: PeopleService | None = None,
+               agents: Mapping[str, AgentStatesPort] | None = None,
                config: ConfigAdmin | None = None) -> FastAPI:
     """The HTTP API over `store`; `tokens` maps each installation API token to its tenant; `events` feeds the
     WebSocket at /api/v1/events, whose clients are dropped when `live_limit` events wait for them; `people`
-    adds signing in, users, their tokens and the audit log (`hatif.web.people`); `config` the center's
+    adds signing in, users, their tokens and the audit log (`hatif.web.people`); `agents` are the ACDs (by
+    tenant) whose agents /api/v1/agents reads and sets (`hatif.web.agents`); `config` the center's
     configuration objects, changed at run time (`hatif.web.config`)."""
     app = FastAPI(
         title="Hatif", version="1", openapi_url=f"{PREFIX}/openapi.json", docs_url=None, redoc_url=None,
-        description="Hatif's HTTP API: call detail records, voicemail and the queue log, per tenant.",
+        description="Hatif's HTTP API: call detail records, voicemail, the queue log and agent states, per tenant.",
     )
     app.state.hatif_store = store
     app.state.hatif_auth = TokenAuth(tokens)
     app.state.hatif_events = events
     app.state.hatif_live_limit = live_limit
     app.state.hatif_people = people
+    app.state.hatif_agents = agents if agents is not None else {}  # live: a configuration change swaps an ACD
     app.state.hatif_config = config
     app.include_router(router)
     app.include_router(live_router)
+    app.include_router(agents_router)
     if people is not None:
         app.include_router(people_router)
         app.add_exception_handler(PeopleError, people_error)
@@ -267,4 +274,5 @@ def create_api(store: RecordStore, tokens: Mapping[str, str], events: EventSourc
     app.add_exception_handler(RequestValidationError, _invalid)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(StoreError, _store_error)
+    add_docs(app, PREFIX)
     return app

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections import OrderedDict
 from typing import Protocol
 
 from fastapi import APIRouter, WebSocket
@@ -126,8 +127,32 @@ async def events(ws: WebSocket) -> None:
         sub.drop("client gone")
 
 
+class _Texts:
+    """Each event's JSON, made once for all the clients it goes to (a thousand clients of a tenant get the same
+    event object from the bus, and the same text), for the last `size` events. Keyed by the object: the cache
+    holds it, so its id is not reused while the entry lives."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self.size = size
+        self._texts: OrderedDict[int, tuple[Event, str]] = OrderedDict()
+
+    def of(self, event: Event) -> str:
+        kept = self._texts.get(id(event))
+        if kept is not None and kept[0] is event:
+            return kept[1]
+        text = json.dumps(event.to_dict(), ensure_ascii=False)
+        self._texts[id(event)] = (event, text)
+        if len(self._texts) > self.size:
+            self._texts.popitem(last=False)
+        return text
+
+
+_texts = _Texts()
+
+
 async def _send(ws: WebSocket, event: Event, sent: dict[str, int]) -> None:
     if event.seq <= sent.get(event.STREAM, 0):
         return  # already sent while catching up
-    await asyncio.wait_for(ws.send_text(json.dumps(event.to_dict(), ensure_ascii=False)), SEND_TIMEOUT)
+    async with asyncio.timeout(SEND_TIMEOUT):  # no task per message, unlike wait_for
+        await ws.send_text(_texts.of(event))
     sent[event.STREAM] = event.seq

@@ -42,7 +42,7 @@ from hatif.web.auth import (
     session_secret,
 )
 from hatif.web.errors import forbidden, not_found
-from hatif.web.schemas import ErrorOut
+from hatif.web.schemas import ErrorOut, RowId
 
 PREFIX = "/api/v1"
 MAX_AUDIT = 10000
@@ -262,13 +262,13 @@ async def add_user(body: UserIn, access: AccessDep, people: PeopleDep) -> UserOu
 
 
 @router.get("/users/{user_id}", responses=RESPONSES)
-async def get_user(user_id: int, access: AccessDep, people: PeopleDep) -> UserOut:
+async def get_user(user_id: RowId, access: AccessDep, people: PeopleDep) -> UserOut:
     access.need(Scope.USERS_READ, self_id=user_id)
     return UserOut.of(await _user(people, access, user_id))
 
 
 @router.patch("/users/{user_id}", responses=CHANGE_RESPONSES)
-async def change_user(user_id: int, body: UserPatch, access: AccessDep, people: PeopleDep) -> UserOut:
+async def change_user(user_id: RowId, body: UserPatch, access: AccessDep, people: PeopleDep) -> UserOut:
     """Change a user's role, password or whether it is disabled. A new password or disabling ends its sessions."""
     access.need(Scope.USERS_ADMIN)
     person = await run_in_threadpool(lambda: people.update_user(
@@ -280,7 +280,7 @@ async def change_user(user_id: int, body: UserPatch, access: AccessDep, people: 
 
 
 @router.delete("/users/{user_id}", status_code=204, responses=CHANGE_RESPONSES)
-async def delete_user(user_id: int, access: AccessDep, people: PeopleDep) -> Response:
+async def delete_user(user_id: RowId, access: AccessDep, people: PeopleDep) -> Response:
     access.need(Scope.USERS_ADMIN)
     if not await run_in_threadpool(lambda: people.delete_user(access.tenant, user_id, by=access.who,
                                                               address=access.address)):
@@ -292,14 +292,14 @@ async def delete_user(user_id: int, access: AccessDep, people: PeopleDep) -> Res
 
 
 @router.get("/users/{user_id}/tokens", responses=RESPONSES)
-async def list_tokens(user_id: int, access: AccessDep, people: PeopleDep) -> list[TokenOut]:
+async def list_tokens(user_id: RowId, access: AccessDep, people: PeopleDep) -> list[TokenOut]:
     access.need(Scope.USERS_ADMIN, self_id=user_id)
     await _user(people, access, user_id)
     return [TokenOut.of(t) for t in await run_in_threadpool(people.tokens, access.tenant, user_id)]
 
 
 @router.post("/users/{user_id}/tokens", status_code=201, responses=RESPONSES)
-async def create_token(user_id: int, body: TokenIn, access: AccessDep, people: PeopleDep) -> NewTokenOut:
+async def create_token(user_id: RowId, body: TokenIn, access: AccessDep, people: PeopleDep) -> NewTokenOut:
     """A new API token for the user, its secret shown in this answer only. Its scopes must be granted by the
     user's role, and are checked against the role again at each use."""
     access.need(Scope.USERS_ADMIN, self_id=user_id, signed_in=True)
@@ -312,7 +312,7 @@ async def create_token(user_id: int, body: TokenIn, access: AccessDep, people: P
 
 
 @router.delete("/users/{user_id}/tokens/{token_id}", status_code=204, responses=RESPONSES)
-async def revoke_token(user_id: int, token_id: int, access: AccessDep, people: PeopleDep) -> Response:
+async def revoke_token(user_id: RowId, token_id: RowId, access: AccessDep, people: PeopleDep) -> Response:
     access.need(Scope.USERS_ADMIN, self_id=user_id, signed_in=True)
     if await run_in_threadpool(lambda: people.revoke_token(access.tenant, user_id, token_id, by=access.who,
                                                            address=access.address)) is None:

@@ -7,10 +7,17 @@ its URL, a call's recording is only said to exist, with its SHA-256). Times are 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
+from fastapi import Path
 from pydantic import BaseModel
 
 from hatif.store.records import CallRecord, LegRecord, QueueLogEntry, VoicemailMessage
+
+ROW_ID_MAX = 2**63 - 1
+RowId = Annotated[int, Path(ge=1, le=ROW_ID_MAX, description="a record's number (1 to 2^63-1, a database integer)")]
+"""A record's number in a path: larger numbers cannot name a row (a database integer is 64 bits) and are 422, not
+an error deep in the store."""
 
 
 class ErrorBody(BaseModel):
