@@ -21,7 +21,7 @@ LAYERS: dict[str, int] = {
     "ivr": 3, "voicemail": 3, "people": 3, "acd": 3, "dialer": 3, "crm": 3, "reports": 3,
     "web": 4,
     "config": 5,
-    "app": 6, "translate": 6, "demo": 6, "sim": 6, "cli": 6, "services": 6, "__main__": 6,
+    "app": 6, "center": 6, "translate": 6, "demo": 6, "sim": 6, "cli": 6, "services": 6, "__main__": 6,
 }
 CALLS_SURFACE = {"hatif.calls", "hatif.calls.api", "hatif.calls.dialplan"}
 """What features (L3) and presentation (L4) may import of call control; the rest is its internals."""

@@ -70,6 +70,11 @@ class ConfigDirectory:
                     self._trusted[(e.host, e.port)] = (t.name, e.name)
                     self._trusted_hosts.setdefault(e.host, (t.name, e.name))
 
+    def reload(self, config: Config) -> None:
+        """Serve `config` from now on (a change through the API, `hatif.center`): everything is rebuilt aside
+        and swapped in one step of the loop, so a lookup sees the old directory or the new, never a mix."""
+        vars(self).update(vars(ConfigDirectory(config)))
+
     def tenant_for_host(self, host: str) -> str | None:
         tenant = self.config.tenant_for_domain(host.strip("[]"))
         return tenant.name if tenant is not None else None
@@ -223,6 +228,11 @@ async def start(config: Config) -> Hatif:
                           recordings=Path(config.media.recordings), limits=call_limits_from(config))
     register_builtin(control, greeting)
     services = await Services.start(config, control)
+    config = services.config  # the tenants as the store has them
+    directory.reload(config)
+    services.on_config.append(directory.reload)
+    control.limits = call_limits_from(config)
+    services.on_config.append(lambda changed: setattr(control, "limits", call_limits_from(changed)))
     addresses: list[tuple[str, str, int]] = []
     for listen in config.sip.listen:
         host, port = await sip.listen(listen.transport, listen.host, listen.port)

@@ -1,4 +1,5 @@
-"""The `hatif` command: `serve`, `demo`, `simulate`, `check-config`, `user add|list` and `--version`.
+"""The `hatif` command: `serve`, `demo`, `simulate`, `check-config`, `user add|list`, `config import|export`
+and `--version`.
 
 Exit codes: 0 success, 1 the server could not start (for instance a port in use) or `hatif user` refused (a
 bad name, a weak password, a name taken, an unknown role or tenant: one line on standard error), 2 a usage or
@@ -72,6 +73,16 @@ def build_parser() -> argparse.ArgumentParser:
                          help="the tenant (default: the configuration's only one; * for owners)")
         sub.add_argument("--config", metavar="FILE", type=Path,
                          help="the YAML configuration naming the store (default: the store at var/hatif.db)")
+    center = verbs.add_parser("config", help="move a whole center's tenants out of the store and into it")
+    center_verbs = center.add_subparsers(dest="config_verb", metavar="ACTION", required=True)
+    export = center_verbs.add_parser("export", help="write the store's tenants as YAML to standard output")
+    export.add_argument("--tenant", metavar="T", help="only this tenant")
+    load = center_verbs.add_parser("import", help="validate FILE's tenants, then put them in the store (all or "
+                                                  "nothing), replacing those of the same name")
+    load.add_argument("file", metavar="FILE", type=Path)
+    for sub in (export, load):
+        sub.add_argument("--config", metavar="FILE", type=Path,
+                         help="the boot configuration naming the store (default: the store at var/hatif.db)")
     return parser
 
 
@@ -87,6 +98,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return sim_cli.run(args)
     if args.verb == "user":
         return user_command(args)
+    if args.verb == "config":
+        return config_command(args)
     if args.verb == "serve":
         return serve(args.config, args.sip, args.log_format, args.log_level)
     if args.verb == "demo":
@@ -162,6 +175,7 @@ def _user_tenant(args: argparse.Namespace, config: Config | None) -> str:
 def user_command(args: argparse.Namespace) -> int:
     """`hatif user add NAME --role R` and `hatif user list`, on the store the configuration names."""
     from .people import PeopleService, PeopleStore  # argon2 and SQLAlchemy: only `hatif user` pays for them
+    from .store.configrows import ConfigRows
     from .store.db import Store
 
     verb = f"hatif user {args.user_verb}"
@@ -176,7 +190,8 @@ def user_command(args: argparse.Namespace) -> int:
         store = Store(config.store.url, path=config.store.path) if config is not None else Store()
         try:
             store.migrate()
-            people = PeopleService(PeopleStore(store.engine), tenants=tenants)
+            stored = list(dict.fromkeys(o.tenant for o in ConfigRows(store).objects()))
+            people = PeopleService(PeopleStore(store.engine), tenants=stored or tenants)  # the store's, once any
             if args.user_verb == "add":
                 password = read_password()
                 person = people.add_user(tenant, args.name, args.role, password)
@@ -188,6 +203,52 @@ def user_command(args: argparse.Namespace) -> int:
                     sys.stdout.write(f"{person.id}\t{person.name}\t{person.role.value}{state}\n")
         finally:
             store.close()
+    except (HatifError, OSError) as e:
+        sys.stderr.write(f"{verb}: {e}\n")
+        return 1
+    return 0
+
+
+def config_command(args: argparse.Namespace) -> int:
+    """`hatif config export [--tenant T]` and `hatif config import FILE`, on the store the boot file names.
+
+    An import is validated as `check-config` validates FILE (its problems are `FILE:line: field: reason`), then
+    with the boot file and the store's other tenants (`FILE: tenants[i]...: reason`); nothing is written unless
+    all of it is valid. A running center applies it at its next restart or configuration change."""
+    import yaml
+
+    from .center import export_center, import_center
+    from .store.configrows import ConfigRows
+    from .store.db import Store
+
+    verb = f"hatif config {args.config_verb}"
+    boot: Config | None = None
+    if args.config is not None:
+        boot = _load(args.config)
+        if boot is None:
+            return 2
+    center: Config | None = None
+    if args.config_verb == "import":
+        center = _load(args.file)
+        if center is None:
+            return 2
+    try:
+        store = Store(boot.store.url, path=boot.store.path) if boot is not None else Store()
+        try:
+            store.migrate()
+            rows = ConfigRows(store)
+            if center is not None:
+                written = import_center(boot if boot is not None else center, rows, center)
+                sys.stdout.write(f"imported tenants {', '.join(written)} from {args.file}\n")
+            else:
+                data = export_center(rows, args.tenant)
+                sys.stdout.write(yaml.safe_dump(data, allow_unicode=True, sort_keys=False))
+        finally:
+            store.close()
+    except ConfigError as e:
+        where = f"{args.file}: " if args.config_verb == "import" else f"{verb}: "
+        sys.stderr.write("".join(f"{where}{message}\n" for message in e.messages))
+        return 2
     except (HatifError, OSError) as e:
         sys.stderr.write(f"{verb}: {e}\n")
         return 1

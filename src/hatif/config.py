@@ -849,6 +849,16 @@ def parse_config(text: str, source: str = "<string>") -> Config:
     return config
 
 
+def validate_data(data: dict[str, Any]) -> Config:
+    """Validate configuration data that comes from no file (the store's rows, `hatif.center`) by the same models
+    and cross-checks as `parse_config`; a `ConfigError`'s messages are `parse_config`'s without `file:line: `
+    (`tenants[0].flows.main.nodes.x.next: no node 'y'`). Sections may be given as validated models."""
+    try:
+        return Config.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError([msg for _, msg in _locate_errors(e, data, {})]) from None
+
+
 def _compose(text: str, source: str) -> tuple[dict[str, Any], dict[Loc, int], list[tuple[int, str]]]:
     """The YAML document as data, the line of every key and item in it, and its duplicate keys."""
     try:

@@ -110,6 +110,14 @@ class Outbox:
         finally:
             self._writer = None
 
+    def committed(self, events: Sequence[Event]) -> None:
+        """Events numbered and committed by someone else's transaction (`append_in` beside the rows they are
+        about, as a configuration change is): delivered here and handed to the relay as `emit`'s are."""
+        for stored in events:
+            self.arrive(stored, local=True)
+            if self.relay is not None:
+                self.relay.publish(stored)
+
     # -- ordered delivery ----------------------------------------------------------------------------------
 
     def arrive(self, event: Event, local: bool = False) -> None:

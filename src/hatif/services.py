@@ -31,6 +31,7 @@ from .bus import Bus, Gap, accepting
 from .calls.api import CallEvent, Channel, Hangup, Outcome
 from .calls.call import Call
 from .calls.control import CallControl
+from .center import Center
 from .config import Config, Tenant, parse_host_port
 from .events import AgentStateRequested
 from .ivr.model import FlowSet
@@ -42,6 +43,7 @@ from .sip.message import Request
 from .sip.transport import Peer
 from .sip.uri import URI
 from .store.batch import BatchWriter
+from .store.configrows import ConfigRows
 from .store.db import Store, StoreError
 from .store.eventlog import EventLog
 from .store.journal import CallJournal, OpenCall, repair_wav
@@ -105,6 +107,12 @@ class Services:
     bus: Bus = field(default_factory=Bus)
     outbox: Outbox | None = None  # the store's event log in front of `bus`
     relay: NatsRelay | None = None  # the other processes' events, when `bus.url` is set
+    center: Center | None = None  # the tenants in the store, changed at run time
+    on_config: list[Callable[[Config], None]] = field(default_factory=list)  # told each new configuration
+    retired: list[AcdService] = field(default_factory=list)  # replaced by a change, finishing their calls
+    _retiring: set[asyncio.Task[None]] = field(default_factory=set)
+    _unfollow: dict[AcdService, Callable[[], None]] = field(default_factory=dict)  # each ACD's bus listener
+    _spill: Callable[[list[Any]], object] | None = None
     node: str = field(default_factory=lambda: secrets.token_hex(6))  # this process, as the origin of requests
     _syncer: asyncio.Task[None] | None = None
 
@@ -119,10 +127,17 @@ class Services:
         services.interrupted = await asyncio.to_thread(services._recover, services.journal)
         services.cdrs = BatchWriter(store.add_calls, "call records", linger=config.store.linger, spill=spill.append)
         services.mwi = MwiNotifier(control)
-        services.flows = {t.name: FlowSet(t.flows, t.schedules, t.lists, t.timezone) for t in config.tenants}
+        services._spill = spill.append
         control.on_record.append(services._write_call)
         control.listeners.append(services._on_event)
         services.outbox = Outbox(services.bus, EventLog(store))
+        people = PeopleService(PeopleStore(store.engine), tenants=[t.name for t in config.tenants])
+        services.center = Center(config, ConfigRows(store), outbox=services.outbox, apply=services.apply_config,
+                                 audit=people.audit)
+        config = services.config = await services.center.start()  # the store's tenants from now on
+        people.tenants = frozenset(t.name for t in config.tenants)
+        services.on_config.append(lambda new: setattr(people, "tenants", frozenset(t.name for t in new.tenants)))
+        services.flows = {t.name: FlowSet(t.flows, t.schedules, t.lists, t.timezone) for t in config.tenants}
         await services.outbox.start()
         if config.bus.url is not None:
             relay = NatsRelay(config.bus.url, services.outbox.arrive, on_reconnect=services.outbox.catch_up,
@@ -141,26 +156,71 @@ class Services:
         control.register_app("agent", services._agent)
         for t in config.tenants:
             if t.queues:
-                rules = StateRules(t.not_ready_reasons, t.require_reason, t.missed_in_a_row)
-                acd = AcdService(control, t.name, t.queues, t.agents, store=store, voicemail=services.leave_voicemail,
-                                 vip=_on_list(t), linger=config.store.linger, spill=spill.append, rules=rules,
-                                 publish=services.outbox.emit, node=services.node)
-                acd.listeners.append(services._router_publisher(acd))
-                acd.start()
-                await services._follow_agent_states(acd)
-                services.acd[t.name] = acd
+                services.acd[t.name] = await services._new_acd(t)
         if config.api.listen:
             host, port = parse_host_port(config.api.listen)
             tokens = {t.token: t.tenant for t in config.api.tokens}
-            people = PeopleService(PeopleStore(store.engine), tenants=[t.name for t in config.tenants])
             services.api = await serve_api(create_api(store, tokens, events=services.outbox, people=people,
-                                                      agents=services.acd),
-                                           host, port)
+                                                      agents=services.acd, config=services.center), host, port)
             log.info("api listening", extra={"fields": {"url": services.api.url}})
         return services
 
+    async def _new_acd(self, t: Tenant) -> AcdService:
+        """A tenant's ACD, its agents in the states the nodes agreed on (`_follow_agent_states`)."""
+        assert self.outbox is not None
+        rules = StateRules(t.not_ready_reasons, t.require_reason, t.missed_in_a_row)
+        acd = AcdService(self.control, t.name, t.queues, t.agents, store=self.store, voicemail=self.leave_voicemail,
+                         vip=_on_list(t), linger=self.config.store.linger, spill=self._spill, rules=rules,
+                         publish=self.outbox.emit, node=self.node)
+        acd.listeners.append(self._router_publisher(acd))
+        acd.start()
+        self._unfollow[acd] = await self._follow_agent_states(acd)
+        return acd
+
+    async def apply_config(self, config: Config) -> None:
+        """A changed configuration (`hatif.center`), in force for the next call. A tenant whose queues, agents,
+        reasons or lists changed gets a new ACD, its agents in the states the nodes agreed on (replayed as a
+        starting node does); then flows, directory, dial plans and ACDs are swapped in one step of the loop, and
+        each replaced ACD finishes the callers it holds before it closes."""
+        old = self.config
+        fresh: dict[str, AcdService | None] = {}
+        for t in config.tenants:
+            before = old.tenant(t.name)
+            if before is None or _acd_settings(before) != _acd_settings(t):
+                fresh[t.name] = await self._new_acd(t) if t.queues else None
+        self.config = config  # from here to the end, no await: a call sees all of the old or all of the new
+        self.flows = {t.name: FlowSet(t.flows, t.schedules, t.lists, t.timezone) for t in config.tenants}
+        for hook in self.on_config:
+            hook(config)
+        for name, acd in fresh.items():
+            previous = self.acd.pop(name, None)
+            if acd is not None:
+                self.acd[name] = acd
+            if previous is not None:
+                self.retired.append(previous)
+                task = asyncio.get_running_loop().create_task(self._retire(previous))
+                self._retiring.add(task)
+                task.add_done_callback(self._retiring.discard)
+
+    async def _retire(self, acd: AcdService) -> None:
+        """Closes a replaced ACD once no caller waits in it and no phone rings for it (at most an hour)."""
+        for _ in range(3600):
+            if not acd.waiting and not acd.offers:
+                break
+            await asyncio.sleep(1.0)
+        stop = self._unfollow.pop(acd, None)
+        if stop is not None:
+            stop()
+        await acd.close()
+        if acd in self.retired:
+            self.retired.remove(acd)
+
     async def close(self) -> None:
-        for acd in self.acd.values():
+        if self.center is not None:
+            self.center.close()
+        for task in tuple(self._retiring):
+            task.cancel()
+        for acd in (*self.acd.values(), *self.retired):
             await acd.close()
         if self.cdrs is not None:
             await self.cdrs.close()
@@ -226,7 +286,7 @@ class Services:
                 self.outbox.emit(typed)
         return publish
 
-    async def _follow_agent_states(self, acd: AcdService) -> None:
+    async def _follow_agent_states(self, acd: AcdService) -> Callable[[], None]:
         """A starting node takes up the agent states the running ones agreed on: it replays the tenant's requests
         among the last `AGENT_REPLAY` events of the `agents` stream, then applies each new one from the bus."""
         assert self.outbox is not None
@@ -241,13 +301,13 @@ class Services:
             acd.replay(self.bus.since("agents", seq))  # delivered since the last read; no await until listening
         except Gap:
             log.warning("agent states replayed only in part", extra={"fields": {"tenant": acd.tenant, "after": seq}})
-        self.bus.listen(acd.on_event, accepting(["agents"], tenant=acd.tenant, types=(AgentStateRequested,)))
+        return self.bus.listen(acd.on_event, accepting(["agents"], tenant=acd.tenant, types=(AgentStateRequested,)))
 
     def durable(self) -> asyncio.Future[None]:
         """Done once every CDR and queue-log line queued so far is committed (or spilled): what a BYE's 200
         waits for."""
-        writers: list[BatchWriter[Any]] = [w for w in (self.cdrs, *(a.queue_log for a in self.acd.values()))
-                                           if w is not None]
+        acds = (*self.acd.values(), *self.retired)
+        writers: list[BatchWriter[Any]] = [w for w in (self.cdrs, *(a.queue_log for a in acds)) if w is not None]
         pending = [f for f in (w.flushed() for w in writers) if not f.done()]
         return asyncio.ensure_future(_settled(pending)) if pending else _done(asyncio.get_running_loop())
 
@@ -385,6 +445,10 @@ class Services:
 
     async def voicemail(self, channel: Channel, mailbox: str) -> None:
         await self.leave_voicemail(channel, mailbox)
+
+
+def _acd_settings(t: Tenant) -> tuple[object, ...]:
+    return (t.queues, t.agents, t.not_ready_reasons, t.lists)
 
 
 def _done(loop: asyncio.AbstractEventLoop) -> asyncio.Future[None]:

@@ -125,3 +125,33 @@ def test_calls_through_one_server_reach_the_other_within_100_ms(shared: tuple[st
     assert sum(isinstance(e, CallEnded) for e in seen_b) == 20
     delays = [arrived["b"][seq] - arrived["a"][seq] for seq in arrived["a"]]
     assert len(delays) == last and max(delays) < 0.1, sorted(delays)[-5:]
+
+
+def test_a_configuration_change_through_one_server_is_in_force_on_the_other(shared: tuple[str, str],
+                                                                            tmp_path: Path) -> None:
+    """The first imports its file's tenants into the empty store, the second finds them there; a dial-plan rule
+    written through the first reaches the second's router through the bus, and a refused one reaches neither."""
+    url, space = shared
+    uac, uas = free_port(tcp=False), free_port(tcp=False)
+    a = node(url, space, tmp_path / "a.journal", uac, uas)
+    b = node(url, space, tmp_path / "b.journal", uac, uas)
+    rules = [{"match": "^2000$", "to": "endpoint:uas"}, {"match": "^3000$", "to": "endpoint:uac"}]
+    with a, b:
+        center = a.h.services.center
+        assert center is not None
+        assert b.call(lambda: b.h.sip.directory.route("default", "3000")) is None
+        started = time.monotonic()
+        asyncio.run_coroutine_threadsafe(center.put("default", "dialplan", "", rules), a.loop).result(10)
+        for _ in range(300):  # bounded: 3 s
+            if b.call(lambda: b.h.sip.directory.route("default", "3000")) is not None:
+                break
+            time.sleep(0.01)
+        took = time.monotonic() - started
+        target = b.call(lambda: b.h.sip.directory.route("default", "3000"))
+        assert target is not None and target.name == "uac", took
+        bad = [{"match": "^4000$", "to": "endpoint:nowhere"}]
+        refused = asyncio.run_coroutine_threadsafe(center.put("default", "dialplan", "", bad), a.loop)
+        with pytest.raises(Exception, match="no endpoint 'nowhere'"):
+            refused.result(10)
+        assert b.call(lambda: b.h.sip.directory.route("default", "3000")) is not None
+    assert took < 1.0, took

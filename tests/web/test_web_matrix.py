@@ -8,6 +8,7 @@ token. Each test runs on a copy of one populated SQLite file, so that a test tha
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import shutil
 import wave
@@ -23,9 +24,12 @@ from fastapi.testclient import TestClient
 from people_world import FAST_HASHER, PASSWORD, PEOPLE
 
 from hatif.acd.states import StateRules
+from hatif.center import Center
+from hatif.config import parse_config
 from hatif.people import PeopleService, PeopleStore
 from hatif.people.credentials import Passwords
 from hatif.store import CallRecord, Store, VoicemailMessage
+from hatif.store.configrows import ConfigRows
 from hatif.web import create_api
 
 T0 = datetime(2026, 12, 3, 8, 0, tzinfo=UTC)
@@ -38,6 +42,9 @@ EVERYONE = frozenset(ROLES)
 RECORDS_READERS = frozenset({SUPERVISOR, ADMINISTRATOR, OWNER, INSTALLATION})
 PEOPLE_READERS = frozenset({SUPERVISOR, ADMINISTRATOR, OWNER})
 PEOPLE_ADMINS = frozenset({ADMINISTRATOR, OWNER})
+CONFIG_READERS = frozenset({SUPERVISOR, ADMINISTRATOR, OWNER})
+CONFIG_ADMINS = frozenset({ADMINISTRATOR, OWNER})
+CENTER = "tenants:\n  - {name: acme, queues: [{name: q-acme}]}\n  - {name: globex, queues: [{name: q-globex}]}\n"
 
 
 @dataclass(frozen=True)
@@ -45,7 +52,7 @@ class Endpoint:
     method: str
     path: str  # {call}, {message}, {user}, {token}, {agent}: an object of the tenant acting (or the other's)
     allowed: frozenset[str]
-    body: dict[str, Any] | None = None
+    body: dict[str, Any] | list[Any] | None = None
     missing: str | None = None  # the 404 message for an object not in the tenant, when the path names one
 
     @property
@@ -81,6 +88,11 @@ ENDPOINTS = [
     # An agent sets only its own state (tests/web/test_web_agents.py); {agent} is another agent.
     Endpoint("PUT", "/api/v1/agents/{agent}/state", RECORDS_READERS, {"state": "logged_in"},
              missing="no agent '{agent}'"),
+    Endpoint("GET", "/api/v1/config/queues", CONFIG_READERS),
+    Endpoint("GET", "/api/v1/config/queues/{queue}", CONFIG_READERS, missing="no queue '{queue}'"),
+    Endpoint("PUT", "/api/v1/config/queues/{queue}", CONFIG_ADMINS, {"strategy": "round_robin"}),
+    Endpoint("PUT", "/api/v1/config/reasons", CONFIG_ADMINS, ["break", "lunch"]),
+    Endpoint("DELETE", "/api/v1/config/queues/{queue}", CONFIG_ADMINS, missing="no queue '{queue}'"),
 ]
 BY_ID = {e.id: e for e in ENDPOINTS}
 UNAUTHORIZED = {"error": {"code": "unauthorized",
@@ -132,7 +144,8 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Template:
             token = people.create_token(tenant, users[target].id, "old", None)
             assert token is not None
             template.objects[tenant] = {"call": call_id, "message": str(message), "user": str(users[target].id),
-                                        "token": str(token.token.id), "agent": target}
+                                        "token": str(token.token.id), "agent": target, "queue": f"q-{tenant}"}
+        asyncio.run(Center(parse_config(CENTER), ConfigRows(store)).start())  # the tenants' configuration rows
     return template
 
 
@@ -147,7 +160,9 @@ def client(template: Template, tmp_path: Path) -> Iterator[TestClient]:
         people = PeopleService(PeopleStore(store.engine), Passwords(FAST_HASHER), tenants=["acme", "globex"])
         agents = {"acme": RouterPort({"amal": ("sales",), "tara": ("sales",)}, StateRules(("break",))),
                   "globex": RouterPort({"gus": ("help",)}, StateRules())}
-        with TestClient(create_api(store, TOKENS, people=people, agents=agents)) as client:
+        center = Center(parse_config(CENTER), ConfigRows(store), audit=people.audit)
+        asyncio.run(center.start())
+        with TestClient(create_api(store, TOKENS, people=people, agents=agents, config=center)) as client:
             yield client
 
 
@@ -212,7 +227,8 @@ def test_naming_another_tenant_is_404_but_for_owners(client: TestClient, templat
 
 @pytest.mark.parametrize("endpoint", [BY_ID["GET /api/v1/calls"], BY_ID["GET /api/v1/voicemail/1001"],
                                       BY_ID["GET /api/v1/queue-log"], BY_ID["GET /api/v1/users"],
-                                      BY_ID["GET /api/v1/audit"]], ids=lambda e: e.id)
+                                      BY_ID["GET /api/v1/audit"], BY_ID["GET /api/v1/config/queues"]],
+                         ids=lambda e: e.id)
 def test_lists_hold_only_the_tenants_own(client: TestClient, template: Template, endpoint: Endpoint) -> None:
     r = call(client, endpoint, endpoint.path, headers(template, ADMINISTRATOR))
     assert r.status_code == 200

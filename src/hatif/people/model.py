@@ -34,11 +34,13 @@ class Scope(StrEnum):
     EVENTS_READ = "events:read"
     USERS_READ = "users:read"
     USERS_ADMIN = "users:admin"
+    CONFIG_READ = "config:read"
+    CONFIG_ADMIN = "config:admin"
 
 
 _AGENT = frozenset({Scope.VOICEMAIL_READ, Scope.VOICEMAIL_WRITE})
-_SUPERVISOR = _AGENT | {Scope.CALLS_READ, Scope.EVENTS_READ, Scope.USERS_READ}
-_ADMINISTRATOR = _SUPERVISOR | {Scope.USERS_ADMIN}
+_SUPERVISOR = _AGENT | {Scope.CALLS_READ, Scope.EVENTS_READ, Scope.USERS_READ, Scope.CONFIG_READ}
+_ADMINISTRATOR = _SUPERVISOR | {Scope.USERS_ADMIN, Scope.CONFIG_ADMIN}
 
 ROLE_SCOPES: dict[Role, frozenset[Scope]] = {
     Role.AGENT: _AGENT,

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from sqlalchemy import func, insert, select, update
+from sqlalchemy.orm import Session
 
 from ..events import STREAMS, Event, EventError, from_dict
 from .db import Store, StoreError
@@ -29,30 +30,10 @@ class EventLog:
 
     def append(self, events: Sequence[Event]) -> list[Event]:
         """Stores `events` (all or none) and returns them numbered, in the order given."""
-        counts: dict[str, int] = {}
-        for e in events:
-            if e.STREAM not in STREAMS:
-                raise StoreError(f"event {e.NAME!r} has no known stream ({e.STREAM!r})")
-            counts[e.STREAM] = counts.get(e.STREAM, 0) + 1
-        if not counts:
+        if not events:
             return []
         with self.store._transaction("write events to") as session:
-            next_seq: dict[str, int] = {}
-            for stream in sorted(counts):  # a fixed order: two writers of several streams cannot deadlock
-                session.execute(update(EventStreamRow).where(EventStreamRow.stream == stream)
-                                .values(last=EventStreamRow.last + counts[stream]))
-                last = session.scalar(select(EventStreamRow.last).where(EventStreamRow.stream == stream))
-                if last is None:
-                    raise StoreError(f"the store has no event stream {stream!r}: run the migrations")
-                next_seq[stream] = last - counts[stream] + 1
-            numbered: list[Event] = []
-            for e in events:
-                numbered.append(e.numbered(next_seq[e.STREAM]))
-                next_seq[e.STREAM] += 1
-            session.execute(insert(EventRow), [
-                {"stream": e.STREAM, "seq": e.seq, "tenant": e.tenant, "at": e.at, "name": e.NAME,
-                 "body": e.to_dict()} for e in numbered])
-        return numbered
+            return append_in(session, events)
 
     def since(self, stream: str, seq: int, *, limit: int = 1000, tenant: str | None = None) -> list[Event]:
         """Up to `limit` events of `stream` numbered above `seq` (of `tenant` only, when given), in order."""
@@ -82,3 +63,30 @@ class EventLog:
         with self.store._errors("count events in"), self.store.engine.connect() as conn:
             return int(conn.scalar(select(func.count()).select_from(EventRow).where(EventRow.stream == stream))
                        or 0)
+
+
+def append_in(session: Session, events: Sequence[Event]) -> list[Event]:
+    """Numbers and inserts `events` inside `session`'s transaction (which the caller commits): another table's
+    rows and the events saying they changed then commit together, or neither does (`store.configrows`)."""
+    counts: dict[str, int] = {}
+    for e in events:
+        if e.STREAM not in STREAMS:
+            raise StoreError(f"event {e.NAME!r} has no known stream ({e.STREAM!r})")
+        counts[e.STREAM] = counts.get(e.STREAM, 0) + 1
+    next_seq: dict[str, int] = {}
+    for stream in sorted(counts):  # a fixed order: two writers of several streams cannot deadlock
+        session.execute(update(EventStreamRow).where(EventStreamRow.stream == stream)
+                        .values(last=EventStreamRow.last + counts[stream]))
+        last = session.scalar(select(EventStreamRow.last).where(EventStreamRow.stream == stream))
+        if last is None:
+            raise StoreError(f"the store has no event stream {stream!r}: run the migrations")
+        next_seq[stream] = last - counts[stream] + 1
+    numbered: list[Event] = []
+    for e in events:
+        numbered.append(e.numbered(next_seq[e.STREAM]))
+        next_seq[e.STREAM] += 1
+    if numbered:
+        session.execute(insert(EventRow), [
+            {"stream": e.STREAM, "seq": e.seq, "tenant": e.tenant, "at": e.at, "name": e.NAME,
+             "body": e.to_dict()} for e in numbered])
+    return numbered

@@ -279,3 +279,24 @@ class AuditRow(Base):
     target: Mapped[str]
     address: Mapped[str]
     detail: Mapped[dict[str, Any]] = mapped_column(JsonDict)
+
+
+# -- runtime configuration (hatif.center) -------------------------------------------------------------------
+
+
+class ConfigObjectRow(Base):
+    """One object of a tenant's configuration (a queue, an agent, a flow, the dial plan, ...), as the YAML
+    writes it: `body` is what the tenant's `kind` section holds for `name`. The tenant is assembled from its
+    rows and validated as a whole (`hatif.center`); `version` counts the changes of the object."""
+
+    __tablename__ = "config_objects"
+    __table_args__ = (Index("ix_config_objects_tenant_kind_name", "tenant", "kind", "name", unique=True),)
+
+    id: Mapped[int] = mapped_column(BigKey, primary_key=True, autoincrement=True)
+    tenant: Mapped[str]
+    kind: Mapped[str]
+    name: Mapped[str]
+    body: Mapped[Any] = mapped_column(JsonDict)
+    version: Mapped[int]
+    updated_at: Mapped[datetime]
+    updated_by: Mapped[str]

@@ -36,6 +36,8 @@ from hatif.store.db import StoreError
 from hatif.store.records import RecordStore, VoicemailMessage
 from hatif.web.agents import router as agents_router
 from hatif.web.auth import TenantWithScope, TokenAuth
+from hatif.web.config import ConfigAdmin
+from hatif.web.config import router as config_router
 from hatif.web.docs import add_docs
 from hatif.web.errors import ApiError
 from hatif.web.live import EventSource
@@ -242,11 +244,13 @@ async def _store_error(request: Request, exc: Exception) -> JSONResponse:
 
 def create_api(store: RecordStore, tokens: Mapping[str, str], events: EventSource | None = None,
                live_limit: int = 1000, people: PeopleService | None = None,
-               agents: Mapping[str, AgentStatesPort] | None = None) -> FastAPI:
+               agents: Mapping[str, AgentStatesPort] | None = None,
+               config: ConfigAdmin | None = None) -> FastAPI:
     """The HTTP API over `store`; `tokens` maps each installation API token to its tenant; `events` feeds the
     WebSocket at /api/v1/events, whose clients are dropped when `live_limit` events wait for them; `people`
     adds signing in, users, their tokens and the audit log (`hatif.web.people`); `agents` are the ACDs (by
-    tenant) whose agents /api/v1/agents reads and sets (`hatif.web.agents`)."""
+    tenant) whose agents /api/v1/agents reads and sets (`hatif.web.agents`); `config` the center's
+    configuration objects, changed at run time (`hatif.web.config`)."""
     app = FastAPI(
         title="Hatif", version="1", openapi_url=f"{PREFIX}/openapi.json", docs_url=None, redoc_url=None,
         description="Hatif's HTTP API: call detail records, voicemail, the queue log and agent states, per tenant.",
@@ -256,13 +260,16 @@ def create_api(store: RecordStore, tokens: Mapping[str, str], events: EventSourc
     app.state.hatif_events = events
     app.state.hatif_live_limit = live_limit
     app.state.hatif_people = people
-    app.state.hatif_agents = dict(agents or {})
+    app.state.hatif_agents = agents if agents is not None else {}  # live: a configuration change swaps an ACD
+    app.state.hatif_config = config
     app.include_router(router)
     app.include_router(live_router)
     app.include_router(agents_router)
     if people is not None:
         app.include_router(people_router)
         app.add_exception_handler(PeopleError, people_error)
+    if config is not None:
+        app.include_router(config_router)
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(RequestValidationError, _invalid)
     app.add_exception_handler(StarletteHTTPException, _http_error)
