@@ -127,6 +127,8 @@ def test_calls_through_one_server_reach_the_other_within_100_ms(shared: tuple[st
     assert len(delays) == last and max(delays) < 0.1, sorted(delays)[-5:]
 
 
+@pytest.mark.slow
+@pytest.mark.alone
 def test_a_configuration_change_through_one_server_is_in_force_on_the_other(shared: tuple[str, str],
                                                                             tmp_path: Path) -> None:
     """The first imports its file's tenants into the empty store, the second finds them there; a dial-plan rule
