@@ -258,10 +258,14 @@ async def serve(config: Config, demo: bool = False, quiet: bool = False, log_fil
     if demo:
         from .ivr.orders import start_order_service
 
+        signs_in = await asyncio.to_thread(_demo_people, hatif)
+        if signs_in:
+            log.info(f"demo api: {signs_in}")
+
         orders = await start_order_service("127.0.0.1", DEMO_ORDERS_PORT)
         log.info("demo order service", extra={"fields": {"url": orders.url}})
         if not quiet:
-            stream, summary = await _demo_stream(hatif, summary_stop, log_file)
+            stream, summary = await _demo_stream(hatif, summary_stop, log_file, signs_in)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     tasks: set[asyncio.Task[None]] = set()
@@ -396,8 +400,8 @@ async def _wait_drained(hatif: Hatif, stop: asyncio.Event, limit: float) -> None
     stop.set()
 
 
-async def _demo_stream(hatif: Hatif, stop: asyncio.Event,
-                       log_file: Path | None = None) -> tuple[Any, asyncio.Task[None] | None]:
+async def _demo_stream(hatif: Hatif, stop: asyncio.Event, log_file: Path | None = None,
+                       signs_in: str | None = None) -> tuple[Any, asyncio.Task[None] | None]:
     """The demo's gentle traffic: virtual callers into 800/801 answered by the virtual agents (users whose
     display name starts "Virtual agent"), and a board of the queues and agents on standard output (redrawn in
     place on a terminal, with the log in `log_file`; plain blocks otherwise)."""
@@ -418,10 +422,33 @@ async def _demo_stream(hatif: Hatif, stop: asyncio.Event,
     await stream.start()
     log.info("demo stream started: virtual callers dial 800 and 801 (hatif demo --quiet turns it off)",
              extra={"fields": {"agents": ",".join(a for a, _ in agents)}})
-    note = _how_to_call(hatif) + (f"\nlog: {log_file} · Ctrl-C stops" if log_file is not None else "")
+    note = _how_to_call(hatif) + (f"\napi: {signs_in}" if signs_in else "") + (
+        f"\nlog: {log_file} · Ctrl-C stops" if log_file is not None else "")
     task = asyncio.get_running_loop().create_task(summary_loop(acd.snapshot, sys.stdout, every=2.0, stop=stop,
                                                                note=note))
     return stream, task
+
+
+DEMO_PEOPLE = (("admin", "administrator"), ("supervisor", "supervisor"))
+"""The demo's people besides its agents (one per phone user, named as the phone): password `hatif-demo`."""
+DEMO_PASSWORD = "hatif-demo"
+
+
+def _demo_people(hatif: Hatif) -> str | None:
+    """On the demo's first start, people to sign in as: an administrator, a supervisor and an agent for each
+    phone user (1001-1005), with the demo's password. Returns the line that says where and as whom, or None
+    without an API."""
+    people, api = hatif.services.people, hatif.services.api
+    if people is None or api is None:
+        return None
+    tenant = hatif.config.tenants[0]
+    phones = [u.username for u in tenant.users if not (u.display_name or "").startswith("Virtual agent")]
+    if not people.users(tenant.name):
+        for name, role in (*DEMO_PEOPLE, *((p, "agent") for p in phones)):
+            people.add_user(tenant.name, name, role, DEMO_PASSWORD)
+    names = ", ".join(p.name for p in people.users(tenant.name))
+    return f"{api.url}/api/v1/docs · sign in (POST /api/v1/session, tenant {tenant.name}) as {names}, " \
+           f"password {DEMO_PASSWORD}"
 
 
 def _how_to_call(hatif: Hatif) -> str:

@@ -108,6 +108,7 @@ class Services:
     outbox: Outbox | None = None  # the store's event log in front of `bus`
     relay: NatsRelay | None = None  # the other processes' events, when `bus.url` is set
     center: Center | None = None  # the tenants in the store, changed at run time
+    people: PeopleService | None = None  # who signs in to the API
     on_config: list[Callable[[Config], None]] = field(default_factory=list)  # told each new configuration
     retired: list[AcdService] = field(default_factory=list)  # replaced by a change, finishing their calls
     _retiring: set[asyncio.Task[None]] = field(default_factory=set)
@@ -131,7 +132,7 @@ class Services:
         control.on_record.append(services._write_call)
         control.listeners.append(services._on_event)
         services.outbox = Outbox(services.bus, EventLog(store))
-        people = PeopleService(PeopleStore(store.engine), tenants=[t.name for t in config.tenants])
+        people = services.people = PeopleService(PeopleStore(store.engine), tenants=[t.name for t in config.tenants])
         services.center = Center(config, ConfigRows(store), outbox=services.outbox, apply=services.apply_config,
                                  audit=people.audit)
         config = services.config = await services.center.start()  # the store's tenants from now on
