@@ -446,9 +446,21 @@ def _demo_people(hatif: Hatif) -> str | None:
     if not people.users(tenant.name):
         for name, role in (*DEMO_PEOPLE, *((p, "agent") for p in phones)):
             people.add_user(tenant.name, name, role, DEMO_PASSWORD)
-    names = ", ".join(p.name for p in people.users(tenant.name))
-    return f"{api.url}/api/v1/docs · sign in (POST /api/v1/session, tenant {tenant.name}) as {names}, " \
-           f"password {DEMO_PASSWORD}"
+    users = people.users(tenant.name)
+    names = [p.name for p in users if p.role != "agent"] + _ranges([p.name for p in users if p.role == "agent"])
+    return f"{api.url}/api/v1/docs · sign in as {', '.join(names)} · password {DEMO_PASSWORD}"
+
+
+def _ranges(names: list[str]) -> list[str]:
+    """`1001, 1002, 1003, 1005` -> `1001-1003, 1005`: numbered names in runs, the rest as they are."""
+    numbers = sorted(int(n) for n in names if n.isdigit())
+    runs: list[str] = []
+    for n in numbers:
+        if runs and runs[-1].split("-")[-1] == str(n - 1):
+            runs[-1] = f"{runs[-1].split('-')[0]}-{n}"
+        else:
+            runs.append(str(n))
+    return runs + sorted(n for n in names if not n.isdigit())
 
 
 def _how_to_call(hatif: Hatif) -> str:
