@@ -31,6 +31,8 @@ sip:
   ring_timeout: 30
 logging:
   level: warning
+store: {{path: "{tmp}/hatif.db"}}
+voicemail: {{folder: "{tmp}/voicemail"}}
 tenants:
   - name: default
     domains: [hatif.local]
@@ -89,7 +91,7 @@ def main() -> None:
         uas = Sipp("uas", extra_args=["-max_recv_loops", "10000"])
         uas.args = (*pinned(1), *uas.args)
         config = Path(tmp) / "bench.yaml"
-        config.write_text(CONFIG.format(port=hatif_port, uac=uac_port, uas=uas.local_port))
+        config.write_text(CONFIG.format(port=hatif_port, uac=uac_port, uas=uas.local_port, tmp=tmp))
         command = [*pinned(0), str(Path(sys.executable).parent / "hatif"), "serve", "--config", str(config),
                    "--log-level", "warning"]
         hatif = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
