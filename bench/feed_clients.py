@@ -114,10 +114,11 @@ def _clients(url: str, n: int, headers: dict[str, str], ready: Any, go: Any, out
         async def one(ws: Any) -> None:
             try:
                 async for text in ws:
-                    at = json.loads(text)["at"]
                     now = time.time()
-                    if at >= counted_from[0]:
-                        delays.append(now - at)
+                    message = json.loads(text)  # Hatif: an array of events; the peer: one event
+                    for event in message if isinstance(message, list) else [message]:
+                        if event["at"] >= counted_from[0]:
+                            delays.append(now - event["at"])
             except websockets.ConnectionClosed as e:
                 if e.rcvd is not None and e.rcvd.code == 4008:
                     dropped[0] += 1

@@ -77,6 +77,11 @@ class Subscription:
     def pending(self) -> int:
         return len(self._waiting)
 
+    def take(self, most: int) -> list[Event]:
+        """Up to `most` more of the events already waiting, without waiting for any (a consumer that sends in
+        batches takes the next one with `async for`, then what came with it)."""
+        return [self._waiting.popleft() for _ in range(min(most, len(self._waiting)))]
+
     def __aiter__(self) -> AsyncIterator[Event]:
         return self
 

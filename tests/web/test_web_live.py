@@ -51,7 +51,14 @@ def run(store: Store, scenario: Scenario, live_limit: int = 1000) -> Any:
 
 
 async def receive(ws: ClientConnection, n: int) -> list[dict[str, Any]]:
-    return [json.loads(await asyncio.wait_for(ws.recv(), 5)) for _ in range(n)]
+    """The next `n` events, from as many messages (each an array of events) as they come in."""
+    events: list[dict[str, Any]] = []
+    while len(events) < n:
+        message = json.loads(await asyncio.wait_for(ws.recv(), 5))
+        assert isinstance(message, list) and message, message
+        events.extend(message)
+    assert len(events) == n, f"{len(events) - n} more events than expected"
+    return events
 
 
 async def settled(outbox: Outbox, futures: list[asyncio.Future[Any]]) -> None:
@@ -81,6 +88,22 @@ def test_a_tenant_sees_its_events_in_order_and_none_of_another(store: Store) -> 
     seqs = [e["seq"] for e in got]
     assert seqs == sorted(seqs) and len(set(seqs)) == 30
     assert [(t["event"], t["agent"]) for t in theirs] == [("agent.state", "g1")]
+
+
+def test_events_that_wait_together_go_in_one_message_in_order(store: Store) -> None:
+    async def scenario(outbox: Outbox, client: Callable[..., Any]) -> list[list[dict[str, Any]]]:
+        async with client(ACME, "?streams=calls") as ws:
+            await asyncio.sleep(0.1)
+            await settled(outbox, [outbox.emit(offered("acme", i)) for i in range(250)])  # one burst
+            messages: list[list[dict[str, Any]]] = []
+            while sum(len(m) for m in messages) < 250:
+                messages.append(json.loads(await asyncio.wait_for(ws.recv(), 5)))
+            return messages
+
+    messages = run(store, scenario)
+    events = [e for m in messages for e in m]
+    assert [e["call_id"] for e in events] == [f"acme-{i}" for i in range(250)]
+    assert len(messages) < 250 and max(len(m) for m in messages) <= 100  # batched, at most BATCH a message
 
 
 def test_a_client_that_reconnects_with_its_last_number_misses_nothing(store: Store) -> None:

@@ -62,7 +62,8 @@ async def first_call(outbox: Outbox, open_: Any, tenant: str = "acme") -> str:
         await asyncio.sleep(0.1)
         await outbox.emit(offered("acme" if tenant == "globex" else "globex", 0))  # another tenant's: not sent
         await outbox.emit(offered(tenant, 1))
-        return str(json.loads(await asyncio.wait_for(ws.recv(), 5))["call_id"])
+        [event] = json.loads(await asyncio.wait_for(ws.recv(), 5))  # a message is an array of events
+        return str(event["call_id"])
 
 
 def test_a_supervisors_token_and_session_and_an_owner_see_their_tenant(store: Store) -> None:
