@@ -204,6 +204,12 @@ class Center:
             log.info("tenants come from the store; the configuration file's tenants section is ignored",
                      extra={"fields": {"tenants": ",".join(dict.fromkeys(o.tenant for o in objects))}})
         self.config = effective(self.boot, tenants_of(objects))
+        differ = sorted({t.name for t in self.boot.tenants} ^ {t.name for t in self.config.tenants}
+                        | {t.name for t in self.boot.tenants if self.config.tenant(t.name) not in (None, t)})
+        if differ:
+            # Someone edited the file's tenants and restarted, expecting the change: say plainly it is not.
+            log.warning("the configuration file's tenants differ from the store's, which are in force: "
+                        "`hatif config import FILE` applies the file", extra={"fields": {"tenants": ",".join(differ)}})
         if self.outbox is not None:
             self._stop = self.outbox.bus.listen(self._changed, accepting(streams=["config"]))
         return self.config

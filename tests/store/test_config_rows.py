@@ -5,6 +5,7 @@ same center, the first start's import, and `hatif config import|export`."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -85,12 +86,19 @@ def test_the_demo_round_trips_through_rows(store: Store) -> None:
     assert tenants_of(ConfigRows(store).objects())["default"] == dump_tenant(demo.tenants[0])
 
 
-def test_the_second_start_takes_the_store_and_ignores_the_file(store: Store) -> None:
+def test_the_second_start_takes_the_store_and_ignores_the_file(store: Store,
+                                                              caplog: pytest.LogCaptureFixture) -> None:
     boot = parse_config(BOOT)
     _run(Center(boot, ConfigRows(store)).start())
+    with caplog.at_level(logging.WARNING, logger="hatif.center"):
+        _run(Center(boot, ConfigRows(store)).start())  # the same file again: nothing to say
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
     other = parse_config(BOOT.replace("sales", "support"))
-    config = _run(Center(other, ConfigRows(store)).start())
+    with caplog.at_level(logging.WARNING, logger="hatif.center"):
+        config = _run(Center(other, ConfigRows(store)).start())
     assert [q.name for q in config.tenant("acme").queues] == ["sales"]  # type: ignore[union-attr]
+    [warning] = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert "differ from the store's" in warning.getMessage() and "hatif config import" in warning.getMessage()
 
 
 def test_an_invalid_flow_is_refused_with_check_configs_message_and_changes_nothing(store: Store,
