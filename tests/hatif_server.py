@@ -28,6 +28,9 @@ T = TypeVar("T")
 class RunningHatif:
     """`with RunningHatif(yaml_text) as h:` starts Hatif on 127.0.0.1 and stops it on exit."""
 
+    _running = 0  # servers of this process between __enter__ and __exit__
+    _thresholds: tuple[int, int, int] = gc.get_threshold()  # the collector's, before the first settled the heap
+
     def __init__(self, config_text: str) -> None:
         config = parse_config(config_text, "<test>")
         # The store and voicemail files go to a folder of this server's own unless the test names them.
@@ -42,14 +45,16 @@ class RunningHatif:
         self.loop = uvloop.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name="hatif", daemon=True)
         self.hatif: Hatif | None = None
-        self._thresholds: tuple[int, int, int] = gc.get_threshold()
 
     def __enter__(self) -> RunningHatif:
         self.thread.start()
         self.hatif = self._submit(start(self.config))
         # As `hatif serve` does: with the test process's heap in the collector's generations, a full
-        # collection stalls the server's loop long enough for admission control to shed calls.
-        self._thresholds = settle_heap()
+        # collection stalls the server's loop long enough for admission control to shed calls. Servers run
+        # side by side in one test: the first settles the heap, the last puts the collector back.
+        if not RunningHatif._running:
+            RunningHatif._thresholds = settle_heap()
+        RunningHatif._running += 1
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -58,8 +63,11 @@ class RunningHatif:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(5)
         self.loop.close()
-        gc.unfreeze()
-        gc.set_threshold(*self._thresholds)
+        if self.hatif is not None:
+            RunningHatif._running -= 1
+            if not RunningHatif._running:
+                gc.unfreeze()
+                gc.set_threshold(*RunningHatif._thresholds)
         shutil.rmtree(self.workdir, ignore_errors=True)
 
     def _submit(self, coro: Any) -> Any:
