@@ -11,18 +11,22 @@ reports through `hatif.log`.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import getpass
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Literal, TextIO
+from typing import TYPE_CHECKING, Literal, TextIO
 
 from . import __version__
 from .config import Config, ConfigError, ListenAddress, load_config, parse_host_port
 from .errors import HatifError
 from .log import LEVELS, setup_logging
 from .sim import cli as sim_cli
+
+if TYPE_CHECKING:
+    from .store.db import Store
 
 log = logging.getLogger(__name__)
 
@@ -172,11 +176,23 @@ def _user_tenant(args: argparse.Namespace, config: Config | None) -> str:
                        f"{', '.join(t.name for t in config.tenants)}")
 
 
+@contextlib.contextmanager
+def _migrated_store(config: Config | None) -> Iterator[Store]:
+    """The store `config` names (the default one without a file), migrated, closed on the way out."""
+    from .store.db import Store
+
+    store = Store(config.store.url, path=config.store.path) if config is not None else Store()
+    try:
+        store.migrate()
+        yield store
+    finally:
+        store.close()
+
+
 def user_command(args: argparse.Namespace) -> int:
     """`hatif user add NAME --role R` and `hatif user list`, on the store the configuration names."""
     from .people import PeopleService, PeopleStore  # argon2 and SQLAlchemy: only `hatif user` pays for them
     from .store.configrows import ConfigRows
-    from .store.db import Store
 
     verb = f"hatif user {args.user_verb}"
     config: Config | None = None
@@ -187,9 +203,7 @@ def user_command(args: argparse.Namespace) -> int:
     try:
         tenant = _user_tenant(args, config)
         tenants = None if config is None else [t.name for t in config.tenants]
-        store = Store(config.store.url, path=config.store.path) if config is not None else Store()
-        try:
-            store.migrate()
+        with _migrated_store(config) as store:
             stored = list(dict.fromkeys(o.tenant for o in ConfigRows(store).objects()))
             people = PeopleService(PeopleStore(store.engine), tenants=stored or tenants)  # the store's, once any
             if args.user_verb == "add":
@@ -201,8 +215,6 @@ def user_command(args: argparse.Namespace) -> int:
                 for person in people.users(tenant):
                     state = " (disabled)" if person.disabled else ""
                     sys.stdout.write(f"{person.id}\t{person.name}\t{person.role.value}{state}\n")
-        finally:
-            store.close()
     except (HatifError, OSError) as e:
         sys.stderr.write(f"{verb}: {e}\n")
         return 1
@@ -219,7 +231,6 @@ def config_command(args: argparse.Namespace) -> int:
 
     from .center import export_center, import_center
     from .store.configrows import ConfigRows
-    from .store.db import Store
 
     verb = f"hatif config {args.config_verb}"
     boot: Config | None = None
@@ -233,9 +244,7 @@ def config_command(args: argparse.Namespace) -> int:
         if center is None:
             return 2
     try:
-        store = Store(boot.store.url, path=boot.store.path) if boot is not None else Store()
-        try:
-            store.migrate()
+        with _migrated_store(boot) as store:
             rows = ConfigRows(store)
             if center is not None:
                 written = import_center(boot if boot is not None else center, rows, center)
@@ -243,8 +252,6 @@ def config_command(args: argparse.Namespace) -> int:
             else:
                 data = export_center(rows, args.tenant)
                 sys.stdout.write(yaml.safe_dump(data, allow_unicode=True, sort_keys=False))
-        finally:
-            store.close()
     except ConfigError as e:
         where = f"{args.file}: " if args.config_verb == "import" else f"{verb}: "
         sys.stderr.write("".join(f"{where}{message}\n" for message in e.messages))

@@ -618,8 +618,9 @@ class SipLeg:
                 try:
                     self.learn_remote(resp.body)
                     early = True
-                except SdpError:
-                    pass
+                except SdpError as e:  # early media we cannot use: the leg rings, the caller hears our ringback
+                    log.info("unusable SDP in a provisional response", extra={"fields": {"leg": self.id,
+                                                                                       "error": str(e)}})
             self._run(self.machine.provisional(status, now, early))
         elif status < 300:
             self._on_2xx(resp, now)

@@ -68,8 +68,6 @@ def _store(request: Request) -> RecordStore:
 
 
 StoreDep = Annotated[RecordStore, Depends(_store)]
-TenantDep = Annotated[str, Depends(TenantWithScope(None))]
-"""The acting tenant of any valid principal; a route that reads or changes something asks for its scope."""
 CallsTenant = Annotated[str, Depends(TenantWithScope(Scope.CALLS_READ))]
 VoicemailTenant = Annotated[str, Depends(TenantWithScope(Scope.VOICEMAIL_READ))]
 VoicemailWriter = Annotated[str, Depends(TenantWithScope(Scope.VOICEMAIL_WRITE))]
